@@ -1,0 +1,55 @@
+//! Worlds by name, for the CLI and TOML configs.
+//!
+//! Each world takes its options as a JSON value (a TOML table converts to one) and parses them
+//! into its own config struct with `deny_unknown_fields`, so a misspelt key is named.
+
+use std::sync::Arc;
+
+use crate::world::WorldRef;
+use crate::EnvError;
+
+/// Options for a world, as written in a config file or on the command line.
+pub type WorldOptions = serde_json::Value;
+
+/// A registry entry.
+pub struct WorldEntry {
+    /// The name worlds are chosen by.
+    pub name: &'static str,
+    /// One line for `stepagent env list`.
+    pub summary: &'static str,
+    /// Builds the world from its options (`null` means all defaults).
+    pub open: fn(&WorldOptions) -> Result<WorldRef, EnvError>,
+}
+
+/// Every registered world.
+pub fn entries() -> &'static [WorldEntry] {
+    ENTRIES
+}
+
+const ENTRIES: &[WorldEntry] = &[];
+
+/// Opens the world called `name` with `options`.
+pub fn open(name: &str, options: &WorldOptions) -> Result<WorldRef, EnvError> {
+    let entry = entries().iter().find(|e| e.name == name).ok_or_else(|| EnvError::UnknownWorld {
+        name: name.to_string(),
+        known: entries().iter().map(|e| e.name).collect::<Vec<_>>().join(", "),
+    })?;
+    (entry.open)(options)
+}
+
+/// Parses a world's options into its config type, naming the world on error.
+pub fn parse_options<T: serde::de::DeserializeOwned + Default>(
+    world: &str,
+    options: &WorldOptions,
+) -> Result<T, EnvError> {
+    if options.is_null() {
+        return Ok(T::default());
+    }
+    serde_json::from_value(options.clone())
+        .map_err(|e| EnvError::BadOptions { world: world.to_string(), message: e.to_string() })
+}
+
+/// Wraps a concrete world as a shared handle.
+pub fn shared<W: crate::World + 'static>(world: W) -> WorldRef {
+    Arc::new(world)
+}

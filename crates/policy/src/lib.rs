@@ -1,0 +1,58 @@
+//! The policy seam: a policy reads the conversation so far and writes one assistant turn.
+//!
+//! Policies are shared between the runner's threads (`&self`, `Sync`): a language model is
+//! loaded once and serves every episode. Randomness comes from [`ActContext::seed`], which the
+//! runner derives from the episode seed and step, so results do not depend on thread timing.
+#![warn(missing_docs)]
+
+mod message;
+
+pub use message::{Message, Role};
+
+use stepagent_env::{Environment, TaskId};
+use thiserror::Error;
+
+/// What a policy sees when it acts.
+pub struct ActContext<'a> {
+    /// The conversation so far, ending with a user turn (the latest observation).
+    pub conversation: &'a [Message],
+    /// The running episode, for policies that may look at the world (the expert, random).
+    pub env: &'a dyn Environment,
+    /// The task being played.
+    pub task: TaskId,
+    /// A seed for this one act: the same episode seed and step give the same seed.
+    pub seed: u64,
+}
+
+/// Something that acts in a world.
+pub trait Policy: Send + Sync {
+    /// A short name for reports and transcripts, e.g. `expert`, `random`, `lm:SmolLM2-135M`.
+    fn name(&self) -> String;
+
+    /// One assistant turn, normally `Thought: …\nAction: …`.
+    fn act(&self, ctx: &ActContext<'_>) -> Result<String, PolicyError>;
+}
+
+/// A policy could not produce a turn (distinct from a turn the world cannot parse, which is
+/// the agent's mistake and is answered by an observation).
+#[derive(Debug, Error)]
+pub enum PolicyError {
+    /// The policy has nothing to say here (an expert with no plan, a replay past its end).
+    #[error("{policy}: no action for task {task}: {reason}")]
+    NoAction {
+        /// The policy's name.
+        policy: String,
+        /// The task.
+        task: TaskId,
+        /// Why.
+        reason: String,
+    },
+    /// The backend (a model, an HTTP endpoint) failed.
+    #[error("{policy}: {message}")]
+    Backend {
+        /// The policy's name.
+        policy: String,
+        /// What failed.
+        message: String,
+    },
+}
