@@ -3,9 +3,29 @@
 //! Policies are shared between the runner's threads (`&self`, `Sync`): a language model is
 //! loaded once and serves every episode. Randomness comes from [`ActContext::seed`], which the
 //! runner derives from the episode seed and step, so results do not depend on thread timing.
+//!
+//! Also here: ETO-style prompting and action parsing ([`react`]), the episode runner
+//! ([`runner`]), and the policies that need no model ([`policies`]).
+//!
+//! ```
+//! use stepagent_env::{Split, TaskId};
+//! use stepagent_policy::policies::ExpertPolicy;
+//! use stepagent_policy::runner::{RunConfig, Runner};
+//! use stepagent_policy::toy::LineWorld;
+//!
+//! let world = LineWorld::default();
+//! let runner = Runner::new(&world, &ExpertPolicy, RunConfig::default());
+//! let tasks: Vec<TaskId> = (0..4).map(|i| TaskId::new(Split::Seen, i)).collect();
+//! let episodes = runner.run(&tasks, &mut |_| Ok(())).unwrap();
+//! assert!(episodes.iter().all(|e| e.won));
+//! ```
 #![warn(missing_docs)]
 
 mod message;
+pub mod policies;
+pub mod react;
+pub mod runner;
+pub mod toy;
 
 pub use message::{Message, Role};
 
