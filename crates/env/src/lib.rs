@@ -10,7 +10,9 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod qa;
 pub mod registry;
+pub mod shop;
 mod task;
 mod world;
 

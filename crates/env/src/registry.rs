@@ -26,7 +26,18 @@ pub fn entries() -> &'static [WorldEntry] {
     ENTRIES
 }
 
-const ENTRIES: &[WorldEntry] = &[];
+const ENTRIES: &[WorldEntry] = &[
+    WorldEntry {
+        name: crate::shop::NAME,
+        summary: "WebShop-faithful web shopping: BM25 search, product pages, WebShop's reward",
+        open: crate::shop::open,
+    },
+    WorldEntry {
+        name: crate::qa::NAME,
+        summary: "HotpotQA multi-hop QA through ReAct's search/lookup/finish over a local encyclopedia",
+        open: crate::qa::open,
+    },
+];
 
 /// Opens the world called `name` with `options`.
 pub fn open(name: &str, options: &WorldOptions) -> Result<WorldRef, EnvError> {
