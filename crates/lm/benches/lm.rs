@@ -1,0 +1,174 @@
+//! Engine benchmark on the default model (SmolLM2-135M-Instruct, f32 on the CPU):
+//! prefill and decode throughput, prefix-reuse speed-up on a real household expert
+//! trajectory, and full fine-tuning step time and peak memory.
+//!
+//! `cargo bench -p stepagent-lm --bench lm` (threads: `RAYON_NUM_THREADS`, default 2; model:
+//! `STEPAGENT_MODEL=PATH`, else the cached default model, fetched if absent). Each step is
+//! timed a few times and the median is printed; steps are seconds long, so a statistics
+//! harness would add nothing but run time.
+
+use candle_core::Tensor;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use stepagent_lm::generate::{generate, SamplingConfig};
+use stepagent_lm::model::{KvCache, Positions};
+use stepagent_lm::train::{sft_loss, AdamW, OptimConfig};
+use stepagent_lm::{ChatModel, Lm, Rendered};
+use stepagent_policy::{Message, Role};
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn time<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let t = Instant::now();
+    let out = f();
+    (out, t.elapsed().as_secs_f64())
+}
+
+/// Resets the kernel's peak-RSS counter for this process (Linux `clear_refs` 5).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss_gib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map(|kb| kb / (1024.0 * 1024.0))
+        .unwrap_or(f64::NAN)
+}
+
+fn fixture_trajectory() -> Vec<Message> {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/alfworld-eto-sample.json");
+    let text = std::fs::read_to_string(&path).expect("fixture");
+    let data: serde_json::Value = serde_json::from_str(&text).expect("fixture json");
+    data[0]["conversations"]
+        .as_array()
+        .expect("conversations")
+        .iter()
+        .map(|m| Message {
+            role: if m["role"] == "assistant" { Role::Assistant } else { Role::User },
+            content: m["content"].as_str().unwrap_or_default().to_string(),
+        })
+        .collect()
+}
+
+fn main() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", "2");
+    }
+    let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let want = |k: &str| only.as_deref().map(|o| k.contains(o)).unwrap_or(true);
+    let path = std::env::var_os("STEPAGENT_MODEL").map(PathBuf::from).unwrap_or_else(|| {
+        stepagent_lm::fetch::ensure_default_model(&mut |m| eprintln!("{m}")).expect("default model")
+    });
+    let lm = Lm::load(&path).expect("load model");
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_default();
+    println!("model {} | threads {threads}", path.display());
+    let traj = fixture_trajectory();
+    let rendered = lm.render(&traj, false).unwrap();
+    let text_ids = rendered.ids.clone();
+    println!("fixture trajectory: {} turns, {} tokens", traj.len(), text_ids.len());
+    let dev = lm.model.device().clone();
+
+    if want("prefill") {
+        let n = 512.min(text_ids.len());
+        let ids = Tensor::new(&text_ids[..n], &dev).unwrap().unsqueeze(0).unwrap();
+        let runs: Vec<f64> = (0..3)
+            .map(|_| {
+                time(|| {
+                    let mut cache = KvCache::new();
+                    let pos = Positions::causal(1, n, &dev).unwrap();
+                    let h = lm.model.hidden(&ids, &pos, Some(&mut cache), false).unwrap();
+                    lm.model.logits(&h.narrow(1, n - 1, 1).unwrap()).unwrap()
+                })
+                .1
+            })
+            .collect();
+        println!("prefill 1x{n}: {:.0} tok/s (PyTorch here: ~440)", n as f64 / median(runs));
+    }
+
+    if want("decode") {
+        let prompt = text_ids[..128.min(text_ids.len())].to_vec();
+        for batch in [1usize, 16] {
+            let prompts = vec![prompt.clone(); batch];
+            let seeds: Vec<u64> = (0..batch as u64).collect();
+            let new = 32;
+            let run = |max_new_tokens: usize| {
+                let cfg = SamplingConfig {
+                    temperature: 0.7,
+                    max_new_tokens,
+                    max_batch: batch,
+                    ..Default::default()
+                };
+                time(|| generate(&lm.model, &lm.tokenizer, &prompts, &cfg, &seeds, &[]).unwrap()).1
+            };
+            let t1 = median((0..2).map(|_| run(1)).collect());
+            let tn = median((0..2).map(|_| run(new)).collect());
+            let rate = (batch * (new - 1)) as f64 / (tn - t1);
+            println!("decode batch {batch:>2}: {rate:.1} tok/s (128-token prompt; PyTorch batch 1 here: ~16.5)");
+        }
+    }
+
+    if want("prefix") {
+        let turns = traj.iter().filter(|m| m.role == Role::Assistant).count();
+        let cfg = SamplingConfig { max_new_tokens: 24, ..Default::default() };
+        let seeds: Vec<u64> = (0..turns as u64).collect();
+        let (reuse, t_reuse) = time(|| lm.generate_at_each_turn(&traj, &cfg, &seeds).unwrap());
+        let histories: Vec<Vec<Message>> = traj
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.role == Role::Assistant)
+            .map(|(i, _)| traj[..i].to_vec())
+            .collect();
+        let (plain, t_plain) = time(|| lm.generate(&histories, &cfg, &seeds).unwrap());
+        let same = reuse.iter().zip(&plain).filter(|(a, b)| a.tokens == b.tokens).count();
+        println!(
+            "prefix reuse, {turns} step prompts of one expert trajectory ({} tokens): {t_reuse:.1} s vs {t_plain:.1} s plain = {:.1}x ({same}/{turns} identical)",
+            text_ids.len(),
+            t_plain / t_reuse
+        );
+    }
+
+    if want("train") {
+        // A fresh model per shape, the inference one dropped: the peak is the step's own.
+        drop(lm);
+        for (b, t, torch_s, torch_gib) in [(1usize, 512usize, 4.46, 4.3), (4, 256, 7.45, 5.9)] {
+            let mut lm = Lm::load(&path).expect("load model");
+            lm.enable_full_finetuning().unwrap();
+            let mut opt = AdamW::new(lm.trainable_parameters(), OptimConfig::default()).unwrap();
+            let batch: Vec<Rendered> = (0..b)
+                .map(|i| {
+                    let ids: Vec<u32> =
+                        text_ids.iter().cycle().skip(i * 97).take(t).copied().collect();
+                    Rendered {
+                        assistant_mask: vec![true; t],
+                        assistant_turns: std::iter::once(1..t).collect(),
+                        ids,
+                    }
+                })
+                .collect();
+            let mut times = Vec::new();
+            reset_peak_rss();
+            for _ in 0..2 {
+                let (_, s) = time(|| {
+                    let loss = sft_loss(&lm.model, &batch).unwrap();
+                    let grads = loss.backward().unwrap();
+                    opt.step(&grads).unwrap();
+                });
+                times.push(s);
+            }
+            let s = times[1];
+            println!(
+                "train step {b}x{t} (full fine-tuning, AdamW): {s:.2} s = {:.0} tok/s, peak RSS {:.1} GiB (PyTorch here: {torch_s} s, {torch_gib} GiB)",
+                (b * t) as f64 / s,
+                peak_rss_gib()
+            );
+        }
+    }
+}

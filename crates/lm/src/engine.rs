@@ -1,0 +1,232 @@
+//! A loaded chat model (weights, tokenizer, template) and the small trait the training
+//! algorithms use, plus the [`Policy`] the episode runner drives.
+
+use crate::chat::{ChatTemplate, Rendered};
+use crate::checkpoint::{load_hf_dir, save_hf_dir};
+use crate::error::{LmError, Result};
+use crate::generate::{generate, generate_branches, Generation, SamplingConfig};
+use crate::gguf::{load_gguf, ModelFiles};
+use crate::model::Transformer;
+use crate::score::{span_logprobs, SpanQuery};
+use crate::tokenizer::Tokenizer;
+use crate::train::{add_lora, LoraConfig};
+use candle_core::{Device, Tensor, Var};
+use std::path::Path;
+use std::sync::Arc;
+use stepagent_policy::{ActContext, Message, Policy, PolicyError, Role};
+
+/// What the training algorithms need from a model, whatever its implementation: act
+/// (generate), judge (score) and learn (trainable parameters).
+pub trait ChatModel: Send + Sync {
+    /// A short name for reports.
+    fn name(&self) -> String;
+
+    /// One assistant turn for each conversation (each ends with a user turn).
+    fn generate(
+        &self,
+        conversations: &[Vec<Message>],
+        cfg: &SamplingConfig,
+        seeds: &[u64],
+    ) -> Result<Vec<Generation>>;
+
+    /// For one conversation, a fresh assistant turn in place of each of its assistant turns,
+    /// from the history before it (`seeds[i]` for the i-th assistant turn). Shares the work
+    /// of reading the common history.
+    fn generate_at_each_turn(
+        &self,
+        conversation: &[Message],
+        cfg: &SamplingConfig,
+        seeds: &[u64],
+    ) -> Result<Vec<Generation>>;
+
+    /// Summed log-prob of every assistant turn of each conversation, from one forward per
+    /// conversation: one `(turns,)` tensor per conversation, differentiable when `grad`.
+    fn score_turns(&self, conversations: &[Vec<Message>], grad: bool) -> Result<Vec<Tensor>>;
+
+    /// The variables an optimizer should update.
+    fn trainable_parameters(&self) -> Vec<(String, Var)>;
+}
+
+/// A loaded model ready to chat, score and train.
+pub struct Lm {
+    /// The network.
+    pub model: Transformer,
+    /// Its tokenizer.
+    pub tokenizer: Tokenizer,
+    /// Its chat template.
+    pub template: ChatTemplate,
+    name: String,
+    trainable: Vec<(String, Var)>,
+}
+
+impl Lm {
+    /// Loads a `.gguf` file or a Hugging Face model directory onto the CPU.
+    pub fn load(path: &Path) -> Result<Lm> {
+        let device = Device::Cpu;
+        let files =
+            if path.is_dir() { load_hf_dir(path, &device)? } else { load_gguf(path, &device)? };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().trim_end_matches(".gguf").to_string())
+            .unwrap_or_else(|| "model".into());
+        Lm::from_files(files, path, &name)
+    }
+
+    /// Assembles an engine from loaded parts; `path` names the source in errors.
+    pub fn from_files(files: ModelFiles, path: &Path, name: &str) -> Result<Lm> {
+        let ModelFiles { config, weights, tokenizer, template } = files;
+        let template = match template {
+            Some(t) => t,
+            None if tokenizer.token_id("<|im_start|>").is_some() => {
+                ChatTemplate::ChatMl { default_system: None }
+            }
+            None => {
+                return Err(LmError::format(
+                    path,
+                    "no chat template we implement (ChatML, Llama 3, Mistral) and no <|im_start|> token",
+                ))
+            }
+        };
+        let model = Transformer::from_weights(&config, weights, path, &Device::Cpu)?;
+        Ok(Lm::new(model, tokenizer, template, name))
+    }
+
+    /// An engine from an existing model.
+    pub fn new(model: Transformer, tokenizer: Tokenizer, template: ChatTemplate, name: &str) -> Lm {
+        Lm { model, tokenizer, template, name: name.to_string(), trainable: Vec::new() }
+    }
+
+    /// Token ids that end a generated turn: the template's end of turn and end of sequence.
+    pub fn end_ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.tokenizer.eos.into_iter().collect();
+        if let Some(t) = self.tokenizer.token_id(self.template.end_of_turn()) {
+            if !ids.contains(&t) {
+                ids.push(t);
+            }
+        }
+        ids
+    }
+
+    /// Renders a conversation with the chat template.
+    pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<Rendered> {
+        self.template.render(&self.tokenizer, messages, add_generation_prompt)
+    }
+
+    /// Makes every weight trainable (full fine-tuning).
+    pub fn enable_full_finetuning(&mut self) -> Result<()> {
+        self.trainable = self.model.make_trainable()?;
+        Ok(())
+    }
+
+    /// Adds LoRA adapters; only they are trained.
+    pub fn enable_lora(&mut self, cfg: &LoraConfig) -> Result<()> {
+        self.trainable = add_lora(&mut self.model, cfg)?;
+        Ok(())
+    }
+
+    /// Saves in Hugging Face layout (LoRA merged).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        save_hf_dir(dir, &self.model, &self.tokenizer, Some(&self.template))
+    }
+}
+
+impl ChatModel for Lm {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn generate(
+        &self,
+        conversations: &[Vec<Message>],
+        cfg: &SamplingConfig,
+        seeds: &[u64],
+    ) -> Result<Vec<Generation>> {
+        let prompts = conversations
+            .iter()
+            .map(|c| Ok(self.render(c, true)?.ids))
+            .collect::<Result<Vec<_>>>()?;
+        generate(&self.model, &self.tokenizer, &prompts, cfg, seeds, &self.end_ids())
+    }
+
+    fn generate_at_each_turn(
+        &self,
+        conversation: &[Message],
+        cfg: &SamplingConfig,
+        seeds: &[u64],
+    ) -> Result<Vec<Generation>> {
+        let full = self.render(conversation, false)?;
+        // Each assistant turn's text starts right after its header (`<|im_start|>assistant\n`),
+        // which is exactly where the generation prompt of the history before it ends.
+        let points: Vec<usize> = full.assistant_turns.iter().map(|r| r.start).collect();
+        if points.len() != seeds.len() {
+            return Err(LmError::Invalid(format!(
+                "{} assistant turns but {} seeds",
+                points.len(),
+                seeds.len()
+            )));
+        }
+        generate_branches(
+            &self.model,
+            &self.tokenizer,
+            &full.ids,
+            &points,
+            cfg,
+            seeds,
+            &self.end_ids(),
+        )
+    }
+
+    fn score_turns(&self, conversations: &[Vec<Message>], grad: bool) -> Result<Vec<Tensor>> {
+        let rendered =
+            conversations.iter().map(|c| self.render(c, false)).collect::<Result<Vec<_>>>()?;
+        let queries: Vec<SpanQuery<'_>> =
+            rendered.iter().map(|r| SpanQuery { ids: &r.ids, spans: &r.assistant_turns }).collect();
+        let all = span_logprobs(&self.model, &queries, grad)?;
+        let mut out = Vec::with_capacity(rendered.len());
+        let mut at = 0;
+        for r in &rendered {
+            let n = r.assistant_turns.len();
+            out.push(all.narrow(0, at, n)?);
+            at += n;
+        }
+        Ok(out)
+    }
+
+    fn trainable_parameters(&self) -> Vec<(String, Var)> {
+        self.trainable.clone()
+    }
+}
+
+/// The engine as an agent: renders the conversation, generates one turn, returns its text.
+pub struct LmPolicy {
+    lm: Arc<Lm>,
+    sampling: SamplingConfig,
+}
+
+impl LmPolicy {
+    /// A policy sampling with `sampling` (its stop strings and the end-of-turn token end a turn).
+    pub fn new(lm: Arc<Lm>, sampling: SamplingConfig) -> Self {
+        LmPolicy { lm, sampling }
+    }
+}
+
+impl Policy for LmPolicy {
+    fn name(&self) -> String {
+        format!("lm:{}", self.lm.name)
+    }
+
+    fn act(&self, ctx: &ActContext<'_>) -> std::result::Result<String, PolicyError> {
+        let backend =
+            |e: LmError| PolicyError::Backend { policy: self.name(), message: e.to_string() };
+        if ctx.conversation.last().map(|m| m.role) == Some(Role::Assistant) {
+            return Err(backend(LmError::Invalid(
+                "the conversation already ends with an assistant turn".into(),
+            )));
+        }
+        let out = self
+            .lm
+            .generate(&[ctx.conversation.to_vec()], &self.sampling, &[ctx.seed])
+            .map_err(backend)?;
+        Ok(out.into_iter().next().map(|g| g.text.trim().to_string()).unwrap_or_default())
+    }
+}

@@ -1,0 +1,329 @@
+//! Generation: batched decoding with a KV cache, sampling, stop conditions, and prefix reuse.
+
+use crate::error::{LmError, Result};
+use crate::model::{KvCache, Positions, Transformer};
+use crate::tokenizer::Tokenizer;
+use candle_core::{Tensor, D};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// How to sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SamplingConfig {
+    /// Softmax temperature; 0 means greedy (argmax). Default 0.
+    pub temperature: f64,
+    /// Nucleus sampling: keep the smallest set of tokens whose probability reaches this.
+    /// Default 1 (off).
+    pub top_p: f64,
+    /// Keep only the `top_k` most likely tokens; 0 is off. Default 0.
+    pub top_k: usize,
+    /// Most tokens to generate per sequence. Default 256.
+    pub max_new_tokens: usize,
+    /// Stop when the generated text contains one of these (it is cut off there). Default none.
+    pub stop: Vec<String>,
+    /// Most sequences decoded together. Default 16.
+    pub max_batch: usize,
+}
+
+impl Default for SamplingConfig {
+    fn default() -> Self {
+        SamplingConfig {
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: 0,
+            max_new_tokens: 256,
+            stop: Vec::new(),
+            max_batch: 16,
+        }
+    }
+}
+
+/// Why a sequence stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Finish {
+    /// It produced an end token (end of turn, end of sequence).
+    EndToken,
+    /// Its text contained a stop string.
+    StopString,
+    /// It reached `max_new_tokens`.
+    Length,
+}
+
+/// One generated continuation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// The new tokens, without the end token.
+    pub tokens: Vec<u32>,
+    /// Their text, cut before a stop string.
+    pub text: String,
+    /// Why it stopped.
+    pub finish: Finish,
+}
+
+/// Picks the next token from one row of logits.
+pub fn sample(logits: &[f32], cfg: &SamplingConfig, rng: &mut ChaCha8Rng) -> u32 {
+    let argmax = || {
+        let mut best = 0;
+        for (i, &l) in logits.iter().enumerate() {
+            if l > logits[best] {
+                best = i;
+            }
+        }
+        best as u32
+    };
+    if cfg.temperature <= 0.0 {
+        return argmax();
+    }
+    let inv_t = (1.0 / cfg.temperature) as f32;
+    let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
+    let k = if cfg.top_k == 0 { logits.len() } else { cfg.top_k.min(logits.len()) };
+    let by_logit = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]);
+    if k < idx.len() {
+        idx.select_nth_unstable_by(k - 1, by_logit);
+        idx.truncate(k);
+    }
+    idx.sort_unstable_by(by_logit);
+    let max = logits[idx[0] as usize] * inv_t;
+    let mut probs: Vec<f32> =
+        idx.iter().map(|&i| (logits[i as usize] * inv_t - max).exp()).collect();
+    let total: f32 = probs.iter().sum();
+    probs.iter_mut().for_each(|p| *p /= total);
+    if cfg.top_p < 1.0 {
+        let mut cum = 0.0;
+        let mut keep = probs.len();
+        for (i, p) in probs.iter().enumerate() {
+            cum += p;
+            if cum >= cfg.top_p as f32 {
+                keep = i + 1;
+                break;
+            }
+        }
+        probs.truncate(keep);
+        idx.truncate(keep);
+    }
+    let total: f32 = probs.iter().sum();
+    let mut u = rng.gen::<f32>() * total;
+    for (p, &i) in probs.iter().zip(&idx) {
+        if u < *p {
+            return i;
+        }
+        u -= p;
+    }
+    *idx.last().unwrap_or(&0)
+}
+
+/// The state of a batch being decoded.
+struct Decoding {
+    cache: KvCache,
+    /// Per row, per cached key column: does it belong to the row (not padding)?
+    valid: Vec<Vec<bool>>,
+    next_pos: Vec<u32>,
+}
+
+/// Decodes every row from `first` logits `(b, vocab)` until each stops.
+fn decode(
+    model: &Transformer,
+    tok: &Tokenizer,
+    mut state: Decoding,
+    first: Tensor,
+    cfg: &SamplingConfig,
+    seeds: &[u64],
+    end_ids: &[u32],
+) -> Result<Vec<Generation>> {
+    let b = seeds.len();
+    let dev = model.device().clone();
+    let mut rngs: Vec<ChaCha8Rng> = seeds.iter().map(|&s| ChaCha8Rng::seed_from_u64(s)).collect();
+    let mut out: Vec<Option<Generation>> = vec![None; b];
+    let mut tokens: Vec<Vec<u32>> = vec![Vec::new(); b];
+    let mut logits = first.to_vec2::<f32>()?;
+    // Rows still decoding, as indices into the original batch; the cache holds only these.
+    let mut active: Vec<usize> = (0..b).collect();
+    loop {
+        let mut next = Vec::with_capacity(active.len());
+        let mut keep = Vec::with_capacity(active.len());
+        for (slot, &r) in active.iter().enumerate() {
+            let t = sample(&logits[slot], cfg, &mut rngs[r]);
+            if end_ids.contains(&t) {
+                let text = tok.decode(&tokens[r])?;
+                out[r] = Some(Generation {
+                    tokens: std::mem::take(&mut tokens[r]),
+                    text,
+                    finish: Finish::EndToken,
+                });
+                continue;
+            }
+            tokens[r].push(t);
+            let text = tok.decode(&tokens[r])?;
+            if let Some(cut) = cfg.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+                out[r] = Some(Generation {
+                    tokens: std::mem::take(&mut tokens[r]),
+                    text: text[..cut].to_string(),
+                    finish: Finish::StopString,
+                });
+                continue;
+            }
+            if tokens[r].len() >= cfg.max_new_tokens {
+                out[r] = Some(Generation {
+                    tokens: std::mem::take(&mut tokens[r]),
+                    text,
+                    finish: Finish::Length,
+                });
+                continue;
+            }
+            next.push(t);
+            keep.push(slot);
+        }
+        if keep.is_empty() {
+            break;
+        }
+        if keep.len() < active.len() {
+            // Drop finished rows so they cost nothing further.
+            let rows: Vec<(usize, usize)> = keep.iter().map(|&s| (s, state.cache.len())).collect();
+            state.cache = state.cache.gather_prefixes(&rows, 32)?;
+            state.valid = keep.iter().map(|&s| std::mem::take(&mut state.valid[s])).collect();
+            state.next_pos = keep.iter().map(|&s| state.next_pos[s]).collect();
+            active = keep.iter().map(|&s| active[s]).collect();
+        }
+        let n = active.len();
+        let s = state.cache.len() + 1;
+        let valid = &state.valid;
+        let pos = Positions::general(
+            state.next_pos.iter().map(|&p| vec![p]).collect(),
+            s,
+            &dev,
+            |r, _i, j| j == s - 1 || valid[r][j],
+        )?;
+        let ids = Tensor::from_vec(next, (n, 1), &dev)?;
+        let h = model.hidden(&ids, &pos, Some(&mut state.cache), false)?;
+        logits = model.logits(&h.squeeze(1)?)?.to_vec2::<f32>()?;
+        for r in 0..n {
+            state.valid[r].push(true);
+            state.next_pos[r] += 1;
+        }
+    }
+    out.into_iter()
+        .map(|g| g.ok_or_else(|| LmError::Invalid("a sequence ended without a result".into())))
+        .collect()
+}
+
+fn check_cfg(cfg: &SamplingConfig) -> Result<()> {
+    if cfg.max_new_tokens == 0 || cfg.max_batch == 0 {
+        return Err(LmError::Invalid("max_new_tokens and max_batch must be positive".into()));
+    }
+    if !(cfg.top_p > 0.0 && cfg.top_p <= 1.0) || cfg.temperature < 0.0 {
+        return Err(LmError::Invalid(format!(
+            "sampling: top_p must be in (0, 1] and temperature >= 0 (got {} and {})",
+            cfg.top_p, cfg.temperature
+        )));
+    }
+    Ok(())
+}
+
+/// Generates a continuation of each prompt, `seeds[i]` seeding prompt `i`'s sampling.
+pub fn generate(
+    model: &Transformer,
+    tok: &Tokenizer,
+    prompts: &[Vec<u32>],
+    cfg: &SamplingConfig,
+    seeds: &[u64],
+    end_ids: &[u32],
+) -> Result<Vec<Generation>> {
+    check_cfg(cfg)?;
+    if prompts.len() != seeds.len() {
+        return Err(LmError::Invalid("one seed per prompt".into()));
+    }
+    let mut out = Vec::with_capacity(prompts.len());
+    for (chunk, chunk_seeds) in prompts.chunks(cfg.max_batch).zip(seeds.chunks(cfg.max_batch)) {
+        if chunk.iter().any(Vec::is_empty) {
+            return Err(LmError::Invalid("cannot generate from an empty prompt".into()));
+        }
+        let dev = model.device();
+        let lens: Vec<usize> = chunk.iter().map(Vec::len).collect();
+        let max = *lens.iter().max().unwrap_or(&1);
+        let mut ids = Vec::with_capacity(chunk.len() * max);
+        for p in chunk {
+            ids.extend(p);
+            ids.extend(std::iter::repeat_n(0u32, max - p.len()));
+        }
+        let b = chunk.len();
+        let pos = Positions::general(vec![(0..max as u32).collect(); b], max, dev, |r, i, j| {
+            j <= i && j < lens[r]
+        })?;
+        let mut cache = KvCache::new();
+        let h =
+            model.hidden(&Tensor::from_vec(ids, (b, max), dev)?, &pos, Some(&mut cache), false)?;
+        let last: Vec<u32> =
+            lens.iter().enumerate().map(|(r, &l)| (r * max + l - 1) as u32).collect();
+        let h_last = h.reshape((b * max, ()))?.index_select(&Tensor::new(last, dev)?, 0)?;
+        let first = model.logits(&h_last)?;
+        let state = Decoding {
+            cache,
+            valid: lens.iter().map(|&l| (0..max).map(|j| j < l).collect()).collect(),
+            next_pos: lens.iter().map(|&l| l as u32).collect(),
+        };
+        out.extend(decode(model, tok, state, first, cfg, chunk_seeds, end_ids)?);
+    }
+    Ok(out)
+}
+
+/// Generates continuations that branch off prefixes of one sequence: branch `i` continues
+/// `sequence[..branch_points[i]]`. The sequence is read once; every branch starts from its
+/// prefix of that one KV cache (the inspection stage's case: an action at every step of an
+/// expert trajectory). Equal to [`generate`] on the prefixes with the same seeds.
+pub fn generate_branches(
+    model: &Transformer,
+    tok: &Tokenizer,
+    sequence: &[u32],
+    branch_points: &[usize],
+    cfg: &SamplingConfig,
+    seeds: &[u64],
+    end_ids: &[u32],
+) -> Result<Vec<Generation>> {
+    check_cfg(cfg)?;
+    if branch_points.len() != seeds.len() {
+        return Err(LmError::Invalid("one seed per branch".into()));
+    }
+    if let Some(&bad) = branch_points.iter().find(|&&p| p == 0 || p > sequence.len()) {
+        return Err(LmError::Invalid(format!(
+            "branch point {bad} outside the sequence of {} tokens",
+            sequence.len()
+        )));
+    }
+    let Some(&end) = branch_points.iter().max() else { return Ok(Vec::new()) };
+    let dev = model.device();
+    let mut cache = KvCache::new();
+    let pos = Positions::causal(1, end, dev)?;
+    let ids = Tensor::new(&sequence[..end], dev)?.unsqueeze(0)?;
+    let h = model.hidden(&ids, &pos, Some(&mut cache), false)?.squeeze(0)?;
+    let mut out = Vec::with_capacity(branch_points.len());
+    for (chunk, chunk_seeds) in branch_points.chunks(cfg.max_batch).zip(seeds.chunks(cfg.max_batch))
+    {
+        let last: Vec<u32> = chunk.iter().map(|&p| (p - 1) as u32).collect();
+        let first = model.logits(&h.index_select(&Tensor::new(last, dev)?, 0)?)?;
+        let rows: Vec<(usize, usize)> = chunk.iter().map(|&p| (0, p)).collect();
+        let max = *chunk.iter().max().unwrap_or(&0);
+        let state = Decoding {
+            cache: cache.gather_prefixes(&rows, cfg.max_new_tokens.min(64))?,
+            valid: chunk.iter().map(|&p| (0..max).map(|j| j < p).collect()).collect(),
+            next_pos: chunk.iter().map(|&p| p as u32).collect(),
+        };
+        out.extend(decode(model, tok, state, first, cfg, chunk_seeds, end_ids)?);
+    }
+    Ok(out)
+}
+
+/// Greedy decoding by recomputing the whole sequence each step, no cache: the reference the
+/// cached path is tested against.
+pub fn greedy_without_cache(model: &Transformer, prompt: &[u32], n: usize) -> Result<Vec<u32>> {
+    let mut seq = prompt.to_vec();
+    for _ in 0..n {
+        let ids = Tensor::new(seq.as_slice(), model.device())?.unsqueeze(0)?;
+        let logits = model.forward(&ids, false)?;
+        let last = logits.squeeze(0)?.get(seq.len() - 1)?;
+        seq.push(last.argmax(D::Minus1)?.to_scalar::<u32>()?);
+    }
+    Ok(seq[prompt.len()..].to_vec())
+}
