@@ -106,8 +106,9 @@ fn normalise(action: &str) -> String {
 }
 
 impl Scene {
+    /// Builds the state of a spec the caller has validated (`SceneSpec::validate`): specs
+    /// are checked once when a world takes them, not at every reset.
     pub fn from_spec(spec: &SceneSpec) -> Result<Scene, EnvError> {
-        spec.validate()?;
         let cat = catalog();
         let mut receps = Vec::with_capacity(spec.receptacles.len());
         let mut objects = Vec::new();
