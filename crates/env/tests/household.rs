@@ -486,6 +486,19 @@ fn goals_read_as_alfworld_phrasings() {
 }
 
 #[test]
+fn generated_scenes_are_valid_specs() {
+    let world = HouseholdWorld::new(HouseholdConfig::default()).unwrap();
+    for split in Split::ALL {
+        for i in 0..300 {
+            let spec = world.scene_spec(TaskId::new(split, i), i as u64).unwrap();
+            spec.validate().unwrap_or_else(|e| panic!("{split}/{i}: {e}"));
+            let objects: usize = spec.receptacles.iter().map(|r| r.contents.len()).sum();
+            assert!(objects >= 2, "{split}/{i}: a bare room");
+        }
+    }
+}
+
+#[test]
 fn seeds_move_objects_but_not_the_goal() {
     let world = HouseholdWorld::new(HouseholdConfig::default()).unwrap();
     let t = TaskId::new(Split::Train, 7);

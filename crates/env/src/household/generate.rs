@@ -2,6 +2,8 @@
 //! the objects. Train and seen tasks use ALFRED's training rooms, unseen tasks its held-out
 //! rooms.
 
+use std::collections::HashMap;
+
 use super::catalog::{catalog, FloorPlan};
 use super::spec::{GoalSpec, ReceptacleSpec, SceneSpec, TaskType};
 use crate::{EnvError, Split, TaskId};
@@ -208,12 +210,17 @@ fn place(
         r.name.rsplit_once(' ').map(|(k, _)| k.to_string()).unwrap_or_default()
     };
     let kinds: Vec<String> = receptacles.iter().map(kind_of).collect();
-    let mut counters: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    let mut counters: HashMap<String, u32> = HashMap::new();
+    // Where each object type may go, computed once per type: resets stay cheap.
+    let mut spots_of: HashMap<(String, u8), Vec<usize>> = HashMap::new();
     let mut put = |receptacles: &mut Vec<ReceptacleSpec>,
                    obj: &str,
+                   rule: u8,
                    allowed: &dyn Fn(&str) -> bool,
                    rng: &mut Rng| {
-        let spots: Vec<usize> = (0..kinds.len()).filter(|&i| allowed(&kinds[i])).collect();
+        let spots = spots_of
+            .entry((obj.to_string(), rule))
+            .or_insert_with(|| (0..kinds.len()).filter(|&i| allowed(&kinds[i])).collect());
         if spots.is_empty() {
             return;
         }
@@ -232,18 +239,18 @@ fn place(
     let not_goal =
         |k: &str| cat.accepts_known(k, object) && (ty == TaskType::LookAtObjInLight || k != target);
     for _ in 0..goal_count {
-        put(&mut receptacles, object, &not_goal, rng);
+        put(&mut receptacles, object, 0, &not_goal, rng);
     }
     for lamp in &plan.lamps {
         let hosts = lamp_hosts(lamp);
-        put(&mut receptacles, lamp, &|k: &str| hosts.contains(&k), rng);
+        put(&mut receptacles, lamp, 1, &|k: &str| hosts.contains(&k), rng);
     }
     let others: Vec<&String> = plan.objects.iter().filter(|o| o.as_str() != object).collect();
     if !others.is_empty() {
         let n = receptacles.len() / 2 + rng.below(receptacles.len() / 2 + 6);
         for _ in 0..n {
             let o = others[rng.below(others.len())].as_str();
-            put(&mut receptacles, o, &|k: &str| cat.accepts_known(k, o), rng);
+            put(&mut receptacles, o, 2, &|k: &str| cat.accepts_known(k, o), rng);
         }
     }
     let goal = GoalSpec {
