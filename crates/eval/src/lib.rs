@@ -31,7 +31,9 @@ pub use convert::{message_of, sft_record_of, transcript_of, turn_of};
 pub use metrics::{Metrics, Outcome};
 pub use report::{compare_markdown, pct, rate_difference, versus_markdown, Report, SplitReport};
 pub use spec::{replay_from_file, PolicySpec};
-pub use suite::{evaluate, load_report, EvalConfig, OutputFiles};
+pub use suite::{
+    evaluate, evaluate_with_examples, examples_from_file, load_report, EvalConfig, OutputFiles,
+};
 
 /// What stopped an evaluation.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +60,7 @@ pub enum EvalError {
         /// What was wrong.
         message: String,
     },
-    /// A recording could not be used for replay.
+    /// A recording could not be used for replay or as in-context examples.
     #[error("{file}: record {record} (id {id}): {message}")]
     BadReplay {
         /// The file.

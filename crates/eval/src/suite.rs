@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use stepagent_data::TranscriptWriter;
 use stepagent_env::{Split, TaskId, World};
+use stepagent_policy::react::Example;
 use stepagent_policy::runner::{Episode, RunConfig, RunError, Runner};
 use stepagent_policy::Policy;
 
@@ -76,6 +77,18 @@ pub fn evaluate(
     out_dir: Option<&Path>,
     on_episode: &mut dyn FnMut(&Episode),
 ) -> Result<Report, EvalError> {
+    evaluate_with_examples(world, policy, cfg, &[], out_dir, on_episode)
+}
+
+/// [`evaluate`], showing the agent `examples` as in-context turns before every task.
+pub fn evaluate_with_examples(
+    world: &dyn World,
+    policy: &dyn Policy,
+    cfg: &EvalConfig,
+    examples: &[Example],
+    out_dir: Option<&Path>,
+    on_episode: &mut dyn FnMut(&Episode),
+) -> Result<Report, EvalError> {
     let tasks = cfg.tasks(world);
     let files = out_dir.map(OutputFiles::in_dir);
     if let Some(dir) = out_dir {
@@ -86,7 +99,7 @@ pub fn evaluate(
         Some(f) => Some(TranscriptWriter::create(&f.transcripts)?),
         None => None,
     };
-    let runner = Runner::new(world, policy, cfg.run.clone());
+    let runner = Runner::new(world, policy, cfg.run.clone()).with_examples(examples.to_vec());
     let mut outcomes = Vec::with_capacity(tasks.len());
     tracing::info!(world = world.name(), policy = %policy.name(), episodes = tasks.len(), "evaluating");
     runner.run(&tasks, &mut |e| {
@@ -125,4 +138,33 @@ pub fn load_report(path: &Path) -> Result<Report, EvalError> {
         .map_err(|source| EvalError::Io { path: path.to_path_buf(), source })?;
     serde_json::from_str(&text)
         .map_err(|e| EvalError::BadReport { path: path.to_path_buf(), message: e.to_string() })
+}
+
+/// The first `k` records of an SFT file as in-context examples (each conversation from its
+/// first observation on).
+pub fn examples_from_file(path: &Path, k: usize) -> Result<Vec<Example>, EvalError> {
+    let data = stepagent_data::Dataset::load(path)?;
+    let file = path.display().to_string();
+    let stepagent_data::Dataset::Sft { records, .. } = data else {
+        return Err(EvalError::BadReplay {
+            file,
+            record: 0,
+            id: String::new(),
+            message: format!("in-context examples come from SFT data, not {}", data.kind()),
+        });
+    };
+    records
+        .iter()
+        .take(k)
+        .enumerate()
+        .map(|(i, r)| {
+            let conv: Vec<_> = r.conversations.iter().map(crate::convert::message_of).collect();
+            Example::from_eto_conversation(&conv).map_err(|e| EvalError::BadReplay {
+                file: file.clone(),
+                record: i,
+                id: r.id.clone(),
+                message: e.to_string(),
+            })
+        })
+        .collect()
 }

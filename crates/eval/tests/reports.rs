@@ -141,3 +141,50 @@ fn versus_table_has_both_policies() {
     assert!(md.contains("| seen | **all** | 10 | 100.0% [72.2, 100.0] |"), "{md}");
     assert!(r.split("unseen").unwrap().overall.success.rate < 0.5);
 }
+
+#[test]
+fn in_context_examples_come_from_sft_files() {
+    use stepagent_policy::runner::Runner;
+    let dir = std::env::temp_dir().join(format!("stepagent-eval-icl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let world = LineWorld::default();
+    let train: Vec<_> = (0..2).map(|i| stepagent_env::TaskId::new(Split::Train, i)).collect();
+    let eps = Runner::new(&world, &ExpertPolicy, RunConfig::default())
+        .run(&train, &mut |_| Ok(()))
+        .unwrap();
+    let records = eps.iter().map(stepagent_eval::sft_record_of).collect();
+    let file = dir.join("ex.json");
+    stepagent_data::Dataset::Sft { records, shape: stepagent_data::Shape::FromValue }
+        .save(&file, None)
+        .unwrap();
+
+    let examples = stepagent_eval::examples_from_file(&file, 1).unwrap();
+    assert_eq!(examples.len(), 1);
+    // Train task 0: one move right and a stop; the example runs from its first observation
+    // to its last action.
+    assert_eq!(examples[0].turns().len(), 4);
+    let cfg = EvalConfig { splits: vec![Split::Seen], n: Some(3), run: RunConfig::default() };
+    let out = dir.join("run");
+    let report = stepagent_eval::evaluate_with_examples(
+        &world,
+        &ExpertPolicy,
+        &cfg,
+        &examples,
+        Some(&out),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(report.splits[0].overall.success.k, 3);
+    let stepagent_data::Dataset::Transcripts(ts) =
+        stepagent_data::Dataset::load(out.join("transcripts.jsonl")).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(ts[0].prompt_turns, 6);
+    assert_eq!(ts[0].conversations[2].content, examples[0].turns()[0].content);
+    // The same recording replays even with the examples in its transcript.
+    let replay = stepagent_eval::replay_from_file(&out.join("transcripts.jsonl")).unwrap();
+    let again = evaluate(&world, &replay, &cfg, None, &mut |_| {}).unwrap();
+    assert_eq!(again.splits[0].overall.success.k, 3);
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -6,7 +6,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use stepagent_env::{registry, Split, WorldRef};
-use stepagent_eval::{compare_markdown, evaluate, load_report, pct, EvalConfig, PolicySpec};
+use stepagent_eval::{
+    compare_markdown, evaluate_with_examples, examples_from_file, load_report, pct, EvalConfig,
+    PolicySpec,
+};
 use stepagent_policy::policies::{ExpertPolicy, RandomPolicy, RemoteConfig, RemotePolicy};
 use stepagent_policy::react::HistoryConfig;
 use stepagent_policy::runner::{Episode, RunConfig};
@@ -38,6 +41,12 @@ pub struct EvalArgs {
     pub run: RunArgs,
     #[command(flatten)]
     pub remote: RemoteArgs,
+    /// SFT JSON whose first records are shown as in-context examples before every task.
+    #[arg(long, value_name = "FILE")]
+    pub examples: Option<PathBuf>,
+    /// How many in-context examples to take from --examples.
+    #[arg(long, default_value_t = 1)]
+    pub num_examples: usize,
 }
 
 /// Which world, with which options.
@@ -183,8 +192,14 @@ impl EvalArgs {
         });
         let bar = progress(cfg.tasks(&*world).len(), "eval");
         let mut wins = 0;
+        let examples = match &self.examples {
+            Some(f) => examples_from_file(f, self.num_examples)?,
+            None => Vec::new(),
+        };
         let report =
-            evaluate(&*world, &*policy, &cfg, Some(&out), &mut |e| tick(&bar, &mut wins, e))?;
+            evaluate_with_examples(&*world, &*policy, &cfg, &examples, Some(&out), &mut |e| {
+                tick(&bar, &mut wins, e)
+            })?;
         bar.finish_and_clear();
         print!("{}", report.to_markdown());
         for s in &report.splits {
