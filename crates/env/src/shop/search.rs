@@ -5,7 +5,7 @@
 
 use tantivy::collector::TopDocs;
 use tantivy::query::QueryParser;
-use tantivy::schema::{Field, Schema, Value, INDEXED, STORED, TEXT};
+use tantivy::schema::{Field, Schema, FAST, TEXT};
 use tantivy::{Index, IndexReader, IndexWriter, TantivyDocument};
 
 use crate::EnvError;
@@ -14,7 +14,6 @@ use crate::EnvError;
 pub(crate) struct TextIndex {
     reader: IndexReader,
     parser: QueryParser,
-    id: Field,
 }
 
 impl std::fmt::Debug for TextIndex {
@@ -34,7 +33,9 @@ impl TextIndex {
         I: IntoIterator<Item = (u64, Vec<String>)>,
     {
         let mut builder = Schema::builder();
-        let id = builder.add_u64_field("id", INDEXED | STORED);
+        // A fast (columnar) id: reading it for 50 hits costs far less than loading 50 stored
+        // documents from the compressed doc store.
+        let id = builder.add_u64_field("id", FAST);
         let text_fields: Vec<Field> =
             fields.iter().map(|f| builder.add_text_field(f, TEXT)).collect();
         let index = Index::create_in_ram(builder.build());
@@ -53,7 +54,7 @@ impl TextIndex {
         writer.commit().map_err(backend)?;
         let reader = index.reader().map_err(backend)?;
         let parser = QueryParser::for_index(&index, text_fields);
-        Ok(TextIndex { reader, parser, id })
+        Ok(TextIndex { reader, parser })
     }
 
     /// The ids of the best `limit` documents for `query`, best first. The query is read as
@@ -77,10 +78,12 @@ impl TextIndex {
             .map_err(backend)?;
         hits.into_iter()
             .map(|(_, addr)| {
-                let doc: TantivyDocument = searcher.doc(addr).map_err(backend)?;
-                doc.get_first(self.id)
-                    .and_then(|v| v.as_u64())
-                    .ok_or_else(|| backend("a document lost its id"))
+                let ids = searcher
+                    .segment_reader(addr.segment_ord)
+                    .fast_fields()
+                    .u64("id")
+                    .map_err(backend)?;
+                ids.first(addr.doc_id).ok_or_else(|| backend("a document lost its id"))
             })
             .collect()
     }
