@@ -1,9 +1,30 @@
 //! Training: the algorithms and the run directory they write into.
 //!
+//! - [`sft`]: behaviour cloning, masked multi-turn NLL over expert trajectories.
+//! - [`inspect`]: the policy acts on every expert prefix; step triples with provenance.
+//! - [`dpo`]: StepAgent-Implicit reflection, step-level DPO over those triples.
+//! - [`agreement`]: the expert-agreement curve (greedy action == expert action, expert
+//!   log-prob) on held-out expert prefixes.
+//! - [`pipeline`]: SFT then K cycles of inspection → reflection → evaluation, written into a
+//!   resumable run directory ([`run::RunDir`]), configured by [`config::TrainConfig`].
+//!
 //! Every run lives in `runs/<name>/` ([`run::RunDir`]): the resolved config, `metrics.jsonl`,
 //! one folder per finished stage, and logs of finished units of work inside a stage. A stage
 //! whose output exists is skipped and a unit already logged is not redone, so rerunning a
 //! killed command continues it.
 #![warn(missing_docs)]
 
+pub mod agreement;
+pub mod config;
+pub mod dpo;
+mod epochs;
+mod error;
+pub mod inspect;
+pub mod model;
+pub mod optim;
+pub mod pipeline;
 pub mod run;
+pub mod sft;
+pub mod traj;
+
+pub use error::TrainError;

@@ -1,0 +1,239 @@
+//! The run config: everything `stepagent train CONFIG.toml` reads, with every choice the paper
+//! leaves open as an option carrying our default. Unknown keys are refused by name.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use stepagent_env::Split;
+use stepagent_lm::LoraConfig;
+
+use crate::dpo::ReflectConfig;
+use crate::inspect::InspectConfig;
+use crate::sft::SftConfig;
+use crate::TrainError;
+
+/// The training method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Behaviour cloning only.
+    Sft,
+    /// SFT, then K cycles of inspection → step-DPO reflection → evaluation.
+    #[default]
+    StepagentImplicit,
+}
+
+/// Which weights training updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Finetune {
+    /// LoRA adapters on the linear layers (our default: fits the CPU budget).
+    #[default]
+    Lora,
+    /// Every weight.
+    Full,
+}
+
+/// The model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// A `.gguf` file or a Hugging Face model directory. Required by `stepagent train`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// LoRA or full fine-tuning. Default `lora`.
+    pub finetune: Finetune,
+    /// LoRA settings (used when `finetune = "lora"`).
+    pub lora: LoraConfig,
+    /// Save the final model (LoRA merged) in Hugging Face layout under
+    /// `checkpoints/final`. Default true.
+    pub save_final: bool,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            path: None,
+            finetune: Finetune::Lora,
+            lora: LoraConfig::default(),
+            save_final: true,
+        }
+    }
+}
+
+/// Where the expert trajectories come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// The world whose expert plays the training tasks (a registry name). Required.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub world: Option<String>,
+    /// The world's options (its own keys).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub world_options: Option<toml::Table>,
+    /// Training tasks (the first ones of the train split) the expert plays. Default 64.
+    pub train_tasks: usize,
+    /// Held-out expert trajectories for the agreement curve and the held-out loss. Default 16.
+    pub heldout_tasks: usize,
+    /// The split they come from. Default `seen`.
+    pub heldout_split: Split,
+    /// Seed of the expert episodes. Default 0.
+    pub seed: u64,
+    /// Worker threads for the expert episodes (0: one per core). Default 0.
+    pub workers: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            world: None,
+            world_options: None,
+            train_tasks: 64,
+            heldout_tasks: 16,
+            heldout_split: Split::Seen,
+            seed: 0,
+            workers: 0,
+        }
+    }
+}
+
+/// Evaluation after SFT and after every cycle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Episodes on the first tasks of the `seen` split (greedy agent). Default 0 (off).
+    pub seen_tasks: usize,
+    /// Episodes on the first tasks of the `unseen` split. Default 0 (off).
+    pub unseen_tasks: usize,
+    /// Step limit of an episode (default: the world's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<usize>,
+    /// Longest generated turn, in tokens. Default 96.
+    pub max_new_tokens: usize,
+    /// Also measure agreement on the training prefixes (the curve's "train" line). Default true.
+    pub train_agreement: bool,
+    /// Measure the untuned model too (before SFT). Default true.
+    pub base: bool,
+    /// Seed of the evaluation episodes. Default 0.
+    pub seed: u64,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            seen_tasks: 0,
+            unseen_tasks: 0,
+            max_steps: None,
+            max_new_tokens: 96,
+            train_agreement: true,
+            base: true,
+            seed: 0,
+        }
+    }
+}
+
+/// A whole training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// The run's name: it is written into `runs/<name>/`.
+    pub name: String,
+    /// `sft` or `stepagent-implicit`. Default `stepagent-implicit`.
+    #[serde(default)]
+    pub method: Method,
+    /// Cycles K of inspection → reflection → evaluation. Default 3.
+    #[serde(default = "default_cycles")]
+    pub cycles: usize,
+    /// The model.
+    #[serde(default)]
+    pub model: ModelConfig,
+    /// The expert data.
+    #[serde(default)]
+    pub data: DataConfig,
+    /// SFT.
+    #[serde(default)]
+    pub sft: SftConfig,
+    /// Inspection.
+    #[serde(default)]
+    pub inspect: InspectConfig,
+    /// Reflection (step-DPO).
+    #[serde(default)]
+    pub reflect: ReflectConfig,
+    /// Evaluation.
+    #[serde(default)]
+    pub eval: EvalConfig,
+}
+
+fn default_cycles() -> usize {
+    3
+}
+
+impl TrainConfig {
+    /// Parses a TOML config; an unknown key or a bad value is named.
+    pub fn from_toml(text: &str) -> Result<Self, TrainError> {
+        let cfg: TrainConfig = toml::from_str(text).map_err(|e| TrainError::Config {
+            key: "<file>".into(),
+            message: e.to_string().trim().to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values serde cannot, naming the key.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let ok_name = !self.name.is_empty()
+            && self.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && !self.name.starts_with('.');
+        if !ok_name {
+            return Err(TrainError::config(
+                "name",
+                "must be non-empty letters, digits, `-`, `_` or `.`",
+            ));
+        }
+        if self.data.train_tasks == 0 {
+            return Err(TrainError::config("data.train_tasks", "must be at least 1"));
+        }
+        if self.eval.max_new_tokens == 0 {
+            return Err(TrainError::config("eval.max_new_tokens", "must be at least 1"));
+        }
+        self.sft.validate("sft")?;
+        self.inspect.validate()?;
+        self.reflect.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_a_minimal_config_and_round_trip() {
+        let c = TrainConfig::from_toml("name = \"r\"\n[data]\nworld = \"line\"").unwrap();
+        assert_eq!(c.cycles, 3);
+        assert_eq!(c.reflect.beta, 0.1);
+        assert_eq!(c.inspect.samples, 1);
+        assert_eq!(c.inspect.temperature, 1.0);
+        let text = toml::to_string_pretty(&c).unwrap();
+        assert_eq!(TrainConfig::from_toml(&text).unwrap(), c);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let e = TrainConfig::from_toml("name = \"r\"\n[reflect]\nbeta = 0.1\nbeat = 2")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("beat"), "{e}");
+        let e =
+            TrainConfig::from_toml("name = \"r\"\n[reflect]\nbeta = -1.0").unwrap_err().to_string();
+        assert!(e.contains("reflect.beta"), "{e}");
+        let e =
+            TrainConfig::from_toml("name = \"r\"\n[sft.optim]\nlr = 0.0").unwrap_err().to_string();
+        assert!(e.contains("sft.optim.lr"), "{e}");
+        let e = TrainConfig::from_toml("name = \"r\"\nmethod = \"ppo\"").unwrap_err().to_string();
+        assert!(e.contains("method") || e.contains("ppo"), "{e}");
+        let e = TrainConfig::from_toml("name = \"r\"\n[inspect]\ncompare = \"thought\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("compare") || e.contains("thought"), "{e}");
+    }
+}

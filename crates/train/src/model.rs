@@ -1,0 +1,207 @@
+//! What the algorithms need from a model, over the engine's public API: samples at chosen
+//! turns of one conversation from one prefill, summed log-probs of chosen turns from one
+//! forward per conversation, and the trainable variables.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Tensor, Var};
+use stepagent_lm::generate::generate_branches;
+use stepagent_lm::score::{span_logprobs, SpanQuery};
+use stepagent_lm::{Lm, SamplingConfig};
+use stepagent_policy::{Message, Role};
+
+use crate::TrainError;
+
+/// Summed log-probs of turns, with each turn's token count.
+pub struct TurnScores {
+    /// One entry per requested turn, in request order; differentiable when asked.
+    pub logp: Tensor,
+    /// Tokens of each turn (its text and end-of-turn marker).
+    pub tokens: Vec<usize>,
+}
+
+/// The model seam of the training algorithms.
+pub trait StepModel {
+    /// `n` samples at each assistant turn `turns` (message indices) of `conversation`, each
+    /// conditioned on the messages before that turn; the conversation is read once.
+    /// `seeds[i * n + j]` seeds sample `j` of turn `i`. Returns `[turn][sample]` texts.
+    fn sample_at_turns(
+        &self,
+        conversation: &[Message],
+        turns: &[usize],
+        n: usize,
+        cfg: &SamplingConfig,
+        seeds: &[u64],
+    ) -> Result<Vec<Vec<String>>, TrainError>;
+
+    /// Summed log-prob of assistant turns `turns` (message indices) of each conversation,
+    /// one forward per conversation, flattened in order.
+    fn score_turns_at(
+        &self,
+        items: &[(&[Message], &[usize])],
+        grad: bool,
+    ) -> Result<TurnScores, TrainError>;
+
+    /// Tokens of each assistant turn `turns` (message indices) of `conversation`, as
+    /// [`StepModel::score_turns_at`] would count them.
+    fn turn_tokens(
+        &self,
+        conversation: &[Message],
+        turns: &[usize],
+    ) -> Result<Vec<usize>, TrainError>;
+
+    /// The variables training updates.
+    fn trainable(&self) -> Vec<(String, Var)>;
+}
+
+/// The ordinal among assistant turns of message `index`, checking it is one.
+fn assistant_ordinal(conversation: &[Message], index: usize) -> Result<usize, TrainError> {
+    match conversation.get(index) {
+        Some(m) if m.role == Role::Assistant => {
+            Ok(conversation[..index].iter().filter(|m| m.role == Role::Assistant).count())
+        }
+        _ => Err(TrainError::Trajectory {
+            id: "<conversation>".into(),
+            turn: Some(index),
+            message: "not an assistant turn".into(),
+        }),
+    }
+}
+
+impl StepModel for Lm {
+    fn sample_at_turns(
+        &self,
+        conversation: &[Message],
+        turns: &[usize],
+        n: usize,
+        cfg: &SamplingConfig,
+        seeds: &[u64],
+    ) -> Result<Vec<Vec<String>>, TrainError> {
+        if seeds.len() != turns.len() * n {
+            return Err(TrainError::config("inspect.samples", "one seed per sample"));
+        }
+        if turns.is_empty() || n == 0 {
+            return Ok(vec![Vec::new(); turns.len()]);
+        }
+        // Up to the last requested turn only: later turns would be read for nothing.
+        let last = *turns.iter().max().expect("non-empty");
+        let rendered = self.render(&conversation[..=last], false)?;
+        let mut points = Vec::with_capacity(turns.len() * n);
+        for &t in turns {
+            let k = assistant_ordinal(conversation, t)?;
+            let start = rendered.assistant_turns[k].start;
+            points.extend(std::iter::repeat_n(start, n));
+        }
+        let gens = generate_branches(
+            &self.model,
+            &self.tokenizer,
+            &rendered.ids,
+            &points,
+            cfg,
+            seeds,
+            &self.end_ids(),
+        )?;
+        Ok(gens.chunks(n).map(|c| c.iter().map(|g| g.text.trim().to_string()).collect()).collect())
+    }
+
+    fn score_turns_at(
+        &self,
+        items: &[(&[Message], &[usize])],
+        grad: bool,
+    ) -> Result<TurnScores, TrainError> {
+        let mut rendered = Vec::with_capacity(items.len());
+        let mut spans = Vec::with_capacity(items.len());
+        let mut tokens = Vec::new();
+        for (conv, turns) in items {
+            let last = turns.iter().max().copied().unwrap_or(0);
+            let r = self.render(&conv[..=last.min(conv.len().saturating_sub(1))], false)?;
+            let mut s = Vec::with_capacity(turns.len());
+            for &t in turns.iter() {
+                let span = r.assistant_turns[assistant_ordinal(conv, t)?].clone();
+                tokens.push(span.len());
+                s.push(span);
+            }
+            rendered.push(r);
+            spans.push(s);
+        }
+        let queries: Vec<SpanQuery<'_>> =
+            rendered.iter().zip(&spans).map(|(r, s)| SpanQuery { ids: &r.ids, spans: s }).collect();
+        let logp = span_logprobs(&self.model, &queries, grad)?;
+        Ok(TurnScores { logp, tokens })
+    }
+
+    fn turn_tokens(
+        &self,
+        conversation: &[Message],
+        turns: &[usize],
+    ) -> Result<Vec<usize>, TrainError> {
+        let r = self.render(conversation, false)?;
+        turns
+            .iter()
+            .map(|&t| Ok(r.assistant_turns[assistant_ordinal(conversation, t)?].len()))
+            .collect()
+    }
+
+    fn trainable(&self) -> Vec<(String, Var)> {
+        stepagent_lm::ChatModel::trainable_parameters(self)
+    }
+}
+
+/// Saves named variables as safetensors, atomically.
+pub fn save_vars(path: &Path, vars: &[(String, Var)]) -> Result<(), TrainError> {
+    let map: HashMap<String, Tensor> =
+        vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().detach())).collect();
+    save_tensors(path, &map)
+}
+
+/// Saves tensors as safetensors, atomically.
+pub fn save_tensors(path: &Path, map: &HashMap<String, Tensor>) -> Result<(), TrainError> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    candle_core::safetensors::save(map, &tmp).map_err(|e| TrainError::file(&tmp, e))?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| TrainError::file(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| TrainError::file(path, e))
+}
+
+/// Loads tensors from a safetensors file.
+pub fn load_tensors(path: &Path) -> Result<HashMap<String, Tensor>, TrainError> {
+    candle_core::safetensors::load(path, &candle_core::Device::Cpu)
+        .map_err(|e| TrainError::file(path, format!("not a readable safetensors file: {e}")))
+}
+
+/// Sets each variable from the file's tensor of the same name; every variable must be there
+/// with its shape.
+pub fn load_vars(path: &Path, vars: &[(String, Var)]) -> Result<(), TrainError> {
+    let map = load_tensors(path)?;
+    for (name, var) in vars {
+        let t = map
+            .get(name)
+            .ok_or_else(|| TrainError::file(path, format!("missing tensor `{name}`")))?;
+        if t.dims() != var.dims() {
+            return Err(TrainError::file(
+                path,
+                format!(
+                    "tensor `{name}` has shape {:?}, the model's is {:?}",
+                    t.dims(),
+                    var.dims()
+                ),
+            ));
+        }
+        var.set(t)?;
+    }
+    Ok(())
+}
+
+/// A detached copy of the variables' values (to restore later with [`restore_vars`]).
+pub fn snapshot_vars(vars: &[(String, Var)]) -> Result<Vec<Tensor>, TrainError> {
+    vars.iter().map(|(_, v)| Ok(v.as_tensor().detach().copy()?)).collect()
+}
+
+/// Puts back values taken by [`snapshot_vars`].
+pub fn restore_vars(vars: &[(String, Var)], values: &[Tensor]) -> Result<(), TrainError> {
+    for ((_, v), t) in vars.iter().zip(values) {
+        v.set(t)?;
+    }
+    Ok(())
+}

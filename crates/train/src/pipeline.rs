@@ -1,0 +1,392 @@
+//! The whole run: expert data → SFT → K cycles of inspection → reflection → evaluation, each
+//! a stage of the run directory, so a killed run continues from its last finished unit.
+//!
+//! Stages (`runs/<name>/stages/…`):
+//! - `expert`: `train.json`, `heldout.json` (the expert trajectories).
+//! - `eval-base`: the untuned model's agreement (and success, if episodes are configured).
+//! - `sft`: `trainable.safetensors` and per-epoch metrics; resumable by epoch.
+//! - `eval-sft`: the curve's cycle 0.
+//! - `cycle-K-inspect`: `triples.jsonl`, `stats.json`; resumable by trajectory.
+//! - `cycle-K-reflect`: `reference.json` (cached reference log-probs),
+//!   `trainable.safetensors`; resumable by epoch.
+//! - `cycle-K-eval`: agreement and success after cycle K.
+//!
+//! Then `summary.json` (the agreement curve, success per stage, wall times) and, when
+//! configured, the final model in Hugging Face layout under `checkpoints/final`.
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use stepagent_env::{Split, TaskId, World};
+use stepagent_lm::{Lm, SamplingConfig};
+use stepagent_policy::runner::{RunConfig, Runner};
+use stepagent_policy::{ActContext, Policy, PolicyError};
+
+use crate::agreement::{expert_agreement, Agreement};
+use crate::config::{Finetune, Method, TrainConfig};
+use crate::dpo::{cached_reference, reference_logps, train_step_dpo, Reference};
+use crate::inspect::{inspect_all, InspectStats, InspectUnit, StepTriple};
+use crate::model::{load_vars, restore_vars, snapshot_vars, StepModel};
+use crate::run::{write_atomic, MetricsLog, RunDir, UnitLog};
+use crate::sft::train_sft;
+use crate::traj::{from_world_expert, Trajectory};
+use crate::TrainError;
+
+/// What a run reports as it goes (for progress bars and logs). An error returned by the
+/// observer stops the run as a kill would: what finished stays saved.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A stage starts (it was not finished before).
+    StageStart {
+        /// Its name.
+        stage: &'a str,
+        /// Units of work it has, when known.
+        units: Option<usize>,
+    },
+    /// A unit of the running stage finished.
+    Unit {
+        /// The stage.
+        stage: &'a str,
+        /// Units done.
+        done: usize,
+        /// Units in all.
+        of: usize,
+    },
+    /// A metrics record was logged.
+    Metrics(&'a Value),
+    /// A stage finished (or was found finished).
+    StageDone {
+        /// Its name.
+        stage: &'a str,
+        /// Seconds it took in this process (0 when it was finished before).
+        seconds: f64,
+    },
+}
+
+/// One evaluation point.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EvalPoint {
+    /// `base`, `sft`, `cycle-1` …
+    pub label: String,
+    /// Agreement on the held-out expert prefixes.
+    pub heldout: Agreement,
+    /// Agreement on the training prefixes, when measured.
+    pub train: Option<Agreement>,
+    /// Success on seen tasks, when episodes ran: (successes, episodes).
+    pub seen: Option<(usize, usize)>,
+    /// Success on unseen tasks, when episodes ran.
+    pub unseen: Option<(usize, usize)>,
+    /// Mean reward on seen tasks.
+    pub seen_reward: Option<f64>,
+    /// Mean reward on unseen tasks.
+    pub unseen_reward: Option<f64>,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The run's name.
+    pub name: String,
+    /// Evaluation points in order: base, sft, cycle-1 … (the agreement curve).
+    pub curve: Vec<EvalPoint>,
+    /// Inspection totals per cycle.
+    pub inspections: Vec<InspectStats>,
+    /// Last-epoch metrics of each training stage, by stage.
+    pub training: Vec<(String, Value)>,
+    /// Wall seconds per stage (as recorded when the stage ran).
+    pub seconds: Vec<(String, f64)>,
+}
+
+/// A greedy agent over a borrowed engine, for evaluation episodes.
+struct GreedyAgent<'a> {
+    lm: &'a Lm,
+    sampling: SamplingConfig,
+}
+
+impl Policy for GreedyAgent<'_> {
+    fn name(&self) -> String {
+        format!("lm:{}", stepagent_lm::ChatModel::name(self.lm))
+    }
+
+    fn act(&self, ctx: &ActContext<'_>) -> Result<String, PolicyError> {
+        let out = stepagent_lm::ChatModel::generate(
+            self.lm,
+            &[ctx.conversation.to_vec()],
+            &self.sampling,
+            &[ctx.seed],
+        )
+        .map_err(|e| PolicyError::Backend { policy: self.name(), message: e.to_string() })?;
+        Ok(out.into_iter().next().map(|g| g.text.trim().to_string()).unwrap_or_default())
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, TrainError> {
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::file(path, e))?;
+    serde_json::from_str(&text).map_err(|e| TrainError::file(path, e))
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), TrainError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| TrainError::file(path, e))?;
+    Ok(write_atomic(path, text.as_bytes())?)
+}
+
+struct Ctx<'a> {
+    cfg: &'a TrainConfig,
+    run: &'a RunDir,
+    metrics: MetricsLog,
+    observer: &'a mut dyn FnMut(&Event<'_>) -> Result<(), TrainError>,
+    seconds: Vec<(String, f64)>,
+}
+
+impl Ctx<'_> {
+    fn log(&mut self, stage: &str, kind: &str, value: &Value) -> Result<(), TrainError> {
+        let mut rec = json!({"stage": stage, "kind": kind});
+        if let (Some(r), Some(v)) = (rec.as_object_mut(), value.as_object()) {
+            r.extend(v.clone());
+        }
+        self.metrics.log(&rec)?;
+        (self.observer)(&Event::Metrics(&rec))
+    }
+
+    /// Runs `build` as stage `name` unless finished; records its wall time in the stage.
+    fn stage(
+        &mut self,
+        name: &str,
+        units: Option<usize>,
+        build: impl FnOnce(&mut Self, &Path) -> Result<(), TrainError>,
+    ) -> Result<std::path::PathBuf, TrainError> {
+        if let Some(dir) = self.run.finished_stage(name) {
+            let secs = read_json::<Value>(&dir.join("timing.json"))
+                .ok()
+                .and_then(|v| v["seconds"].as_f64())
+                .unwrap_or(0.0);
+            self.seconds.push((name.to_string(), secs));
+            (self.observer)(&Event::StageDone { stage: name, seconds: 0.0 })?;
+            return Ok(dir);
+        }
+        (self.observer)(&Event::StageStart { stage: name, units })?;
+        let t0 = Instant::now();
+        let run = self.run;
+        let dir = run.stage::<TrainError>(name, |dir| {
+            build(self, dir)?;
+            write_json(&dir.join("timing.json"), &json!({"seconds": t0.elapsed().as_secs_f64()}))
+        })?;
+        let secs = t0.elapsed().as_secs_f64();
+        self.seconds.push((name.to_string(), secs));
+        self.log(name, "stage", &json!({"seconds": secs}))?;
+        (self.observer)(&Event::StageDone { stage: name, seconds: secs })?;
+        Ok(dir)
+    }
+}
+
+fn evaluate(
+    lm: &Lm,
+    cfg: &TrainConfig,
+    world: Option<&dyn World>,
+    train: &[Trajectory],
+    heldout: &[Trajectory],
+    label: &str,
+) -> Result<EvalPoint, TrainError> {
+    let ev = &cfg.eval;
+    let mut p = EvalPoint { label: label.to_string(), ..EvalPoint::default() };
+    p.heldout = expert_agreement(lm, heldout, ev.max_new_tokens)?;
+    if ev.train_agreement {
+        p.train = Some(expert_agreement(lm, train, ev.max_new_tokens)?);
+    }
+    if let Some(world) = world {
+        let agent = GreedyAgent {
+            lm,
+            sampling: SamplingConfig {
+                temperature: 0.0,
+                max_new_tokens: ev.max_new_tokens,
+                ..SamplingConfig::default()
+            },
+        };
+        let rc = RunConfig {
+            workers: 1,
+            max_steps: ev.max_steps,
+            seed: ev.seed,
+            ..RunConfig::default()
+        };
+        let runner = Runner::new(world, &agent, rc);
+        for (split, n) in [(Split::Seen, ev.seen_tasks), (Split::Unseen, ev.unseen_tasks)] {
+            let n = n.min(world.num_tasks(split));
+            if n == 0 {
+                continue;
+            }
+            let tasks: Vec<TaskId> = (0..n).map(|i| TaskId::new(split, i)).collect();
+            let eps = runner.run(&tasks, &mut |_| Ok(()))?;
+            let won = eps.iter().filter(|e| e.won).count();
+            let reward = eps.iter().map(|e| e.reward).sum::<f64>() / n as f64;
+            if split == Split::Seen {
+                p.seen = Some((won, n));
+                p.seen_reward = Some(reward);
+            } else {
+                p.unseen = Some((won, n));
+                p.unseen_reward = Some(reward);
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// Evaluation as stage `name` (skipped when finished, its stored point returned).
+fn eval_stage(
+    cx: &mut Ctx<'_>,
+    lm: &Lm,
+    world: &dyn World,
+    train: &[Trajectory],
+    heldout: &[Trajectory],
+    name: &str,
+    label: &str,
+) -> Result<EvalPoint, TrainError> {
+    let cfg = cx.cfg;
+    let dir = cx.stage(name, None, |cx, dir| {
+        let p = evaluate(lm, cfg, Some(world), train, heldout, label)?;
+        cx.log(name, "eval", &serde_json::to_value(&p).expect("plain data"))?;
+        write_json(&dir.join("eval.json"), &p)
+    })?;
+    read_json(&dir.join("eval.json"))
+}
+
+/// Runs (or continues) the whole pipeline of `cfg` in `run` on the base model `lm` (LoRA or
+/// full fine-tuning is enabled here). `world` must be the world `cfg.data.world` names.
+pub fn run_pipeline(
+    cfg: &TrainConfig,
+    run: &RunDir,
+    lm: &mut Lm,
+    world: &dyn World,
+    observer: &mut dyn FnMut(&Event<'_>) -> Result<(), TrainError>,
+) -> Result<Summary, TrainError> {
+    cfg.validate()?;
+    match cfg.model.finetune {
+        Finetune::Lora => lm.enable_lora(&cfg.model.lora)?,
+        Finetune::Full => lm.enable_full_finetuning()?,
+    }
+    let mut cx = Ctx { cfg, run, metrics: run.metrics()?, observer, seconds: Vec::new() };
+
+    // Expert data.
+    let dir = cx.stage("expert", None, |_, dir| {
+        let n = cfg.data.train_tasks.min(world.num_tasks(Split::Train));
+        let tasks: Vec<TaskId> = (0..n).map(|i| TaskId::new(Split::Train, i)).collect();
+        let train = from_world_expert(world, &tasks, cfg.data.seed, cfg.data.workers)?;
+        let split = cfg.data.heldout_split;
+        let h = cfg.data.heldout_tasks.min(world.num_tasks(split));
+        let tasks: Vec<TaskId> = (0..h).map(|i| TaskId::new(split, i)).collect();
+        let heldout = from_world_expert(world, &tasks, cfg.data.seed, cfg.data.workers)?;
+        write_json(&dir.join("train.json"), &train)?;
+        write_json(&dir.join("heldout.json"), &heldout)
+    })?;
+    let train: Vec<Trajectory> = read_json(&dir.join("train.json"))?;
+    let heldout: Vec<Trajectory> = read_json(&dir.join("heldout.json"))?;
+    if train.is_empty() {
+        return Err(TrainError::config(
+            "data.train_tasks",
+            "the expert solved none of the training tasks",
+        ));
+    }
+    let vars = lm.trainable();
+    let mut summary = Summary { name: cfg.name.clone(), ..Summary::default() };
+
+    if cfg.eval.base {
+        summary.curve.push(eval_stage(&mut cx, lm, world, &train, &heldout, "eval-base", "base")?);
+    }
+
+    // SFT.
+    let sft_dir = {
+        let lm_ref: &Lm = lm;
+        cx.stage("sft", Some(cfg.sft.epochs), |cx, dir| {
+            let mut log = |kind: &str, v: &Value| cx.log("sft", kind, v);
+            let epochs = train_sft(lm_ref, &train, &heldout, &cfg.sft, dir, &mut log)?;
+            write_json(&dir.join("epochs.json"), &epochs)
+        })?
+    };
+    load_vars(&sft_dir.join("trainable.safetensors"), &vars)?;
+    if let Some(last) = read_json::<Vec<Value>>(&sft_dir.join("epochs.json"))?.pop() {
+        summary.training.push(("sft".into(), last));
+    }
+    summary.curve.push(eval_stage(&mut cx, lm, world, &train, &heldout, "eval-sft", "sft")?);
+
+    let cycles = if cfg.method == Method::Sft { 0 } else { cfg.cycles };
+    let mut checkpoint = "stages/sft".to_string();
+    for k in 1..=cycles {
+        let lm_ref: &Lm = lm;
+        let name = format!("cycle-{k}-inspect");
+        let dir = cx.stage(&name, Some(train.len()), |cx, dir| {
+            let mut log = UnitLog::<InspectUnit>::open(&dir.join("units.jsonl"))?;
+            let (triples, stats) = inspect_all(
+                lm_ref,
+                &train,
+                &cfg.inspect,
+                k,
+                &checkpoint,
+                Some(world),
+                &mut log,
+                &mut |done, of| (cx.observer)(&Event::Unit { stage: &name, done, of }),
+            )?;
+            let mut lines = String::new();
+            for t in &triples {
+                lines.push_str(&serde_json::to_string(t).expect("plain data"));
+                lines.push('\n');
+            }
+            write_atomic(&dir.join("triples.jsonl"), lines.as_bytes())?;
+            cx.log(&name, "inspect", &serde_json::to_value(&stats).expect("plain data"))?;
+            write_json(&dir.join("stats.json"), &stats)
+        })?;
+        let triples: Vec<StepTriple> = std::fs::read_to_string(dir.join("triples.jsonl"))
+            .map_err(|e| TrainError::file(&dir.join("triples.jsonl"), e))?
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                serde_json::from_str(l).map_err(|e| {
+                    TrainError::file(&dir.join("triples.jsonl"), format!("line {}: {e}", i + 1))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        summary.inspections.push(read_json(&dir.join("stats.json"))?);
+
+        let name = format!("cycle-{k}-reflect");
+        let dir = cx.stage(&name, Some(cfg.reflect.epochs), |cx, dir| {
+            let reference = cached_reference(dir, triples.len(), || match cfg.reflect.reference {
+                Reference::CycleStart => reference_logps(lm_ref, &train, &triples),
+                Reference::Sft => {
+                    let now = snapshot_vars(&vars)?;
+                    load_vars(&sft_dir.join("trainable.safetensors"), &vars)?;
+                    let r = reference_logps(lm_ref, &train, &triples);
+                    restore_vars(&vars, &now)?;
+                    r
+                }
+            })?;
+            let mut log = |kind: &str, v: &Value| cx.log(&name, kind, v);
+            let epochs =
+                train_step_dpo(lm_ref, &train, &triples, &reference, &cfg.reflect, dir, &mut log)?;
+            write_json(&dir.join("epochs.json"), &epochs)
+        })?;
+        load_vars(&dir.join("trainable.safetensors"), &vars)?;
+        if let Some(last) = read_json::<Vec<Value>>(&dir.join("epochs.json"))?.pop() {
+            summary.training.push((name.clone(), last));
+        }
+        checkpoint = format!("stages/{name}");
+        summary.curve.push(eval_stage(
+            &mut cx,
+            lm,
+            world,
+            &train,
+            &heldout,
+            &format!("cycle-{k}-eval"),
+            &format!("cycle-{k}"),
+        )?);
+    }
+
+    if cfg.model.save_final {
+        let dir = run.path().join("checkpoints").join("final");
+        if !dir.join("config.json").exists() || !dir.join("model.safetensors").exists() {
+            lm.save(&dir)?;
+        }
+    }
+    summary.seconds = cx.seconds.clone();
+    write_json(&run.path().join("summary.json"), &summary)?;
+    Ok(summary)
+}

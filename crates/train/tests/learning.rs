@@ -1,0 +1,291 @@
+//! Learning tests on a tiny random model and the toy line world, built here (seconds): the
+//! metrics must move, and a resumed run must end where an uninterrupted one does.
+
+use std::path::Path;
+
+use candle_core::Device;
+use stepagent_env::{Split, TaskId};
+use stepagent_lm::model::Transformer;
+use stepagent_lm::tokenizer::Tokenizer;
+use stepagent_lm::{Arch, ChatTemplate, Lm, ModelConfig, OptimConfig};
+use stepagent_policy::toy::LineWorld;
+use stepagent_train::agreement::expert_agreement;
+use stepagent_train::config::{Finetune, Method, TrainConfig};
+use stepagent_train::dpo::{reference_logps, train_step_dpo, ReflectConfig};
+use stepagent_train::inspect::{inspect_all, InspectConfig, InspectUnit};
+use stepagent_train::pipeline::{run_pipeline, Event, Summary};
+use stepagent_train::run::{RunDir, UnitLog};
+use stepagent_train::sft::{expert_nll, train_sft, SftConfig};
+use stepagent_train::traj::{from_world_expert, Trajectory};
+use stepagent_train::TrainError;
+
+/// GPT-2's byte-to-symbol table, in byte order: the base vocabulary of a byte-level BPE.
+fn byte_symbols() -> Vec<String> {
+    let mut bs: Vec<u32> =
+        (b'!' as u32..=b'~' as u32).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
+    let mut cs = bs.clone();
+    let mut n = 0;
+    for b in 0..256u32 {
+        if !bs.contains(&b) {
+            bs.push(b);
+            cs.push(256 + n);
+            n += 1;
+        }
+    }
+    let mut pairs: Vec<(u32, u32)> = bs.into_iter().zip(cs).collect();
+    pairs.sort();
+    pairs.into_iter().map(|(_, c)| char::from_u32(c).unwrap().to_string()).collect()
+}
+
+/// A byte-level BPE whose merges make the line world's words single tokens, so sequences
+/// stay short.
+fn tokenizer() -> Tokenizer {
+    let mut tokens = byte_symbols();
+    let mut merges: Vec<String> = Vec::new();
+    let words = [
+        "Thought",
+        "Action",
+        "Observation",
+        "move",
+        "right",
+        "left",
+        "stop",
+        "look",
+        "cell",
+        "goal",
+        "You",
+        "are",
+        "on",
+        "The",
+        "is",
+        "keep",
+        "going",
+        "the",
+        "Your",
+        "task",
+        "to",
+        "am",
+        "I",
+        "OK",
+        "go",
+        "back",
+        "passed",
+        "Walk",
+        "along",
+        "line",
+        "and",
+        "there",
+        "Actions",
+        "Reply",
+        "as",
+        "your",
+        "thoughts",
+        "next",
+        "action",
+        "a",
+    ];
+    for w in words {
+        for word in [w.to_string(), format!("Ġ{w}")] {
+            let chars: Vec<String> = word.chars().map(|c| c.to_string()).collect();
+            let mut acc = chars[0].clone();
+            for c in &chars[1..] {
+                let m = format!("{acc} {c}");
+                acc.push_str(c);
+                if !merges.contains(&m) {
+                    merges.push(m);
+                    tokens.push(acc.clone());
+                }
+            }
+        }
+    }
+    for s in ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] {
+        tokens.push(s.to_string());
+    }
+    let mut types = vec![1; tokens.len()];
+    let n = types.len();
+    types[n - 3..].fill(3);
+    Tokenizer::from_gguf_parts(&tokens, &merges, Some(&types), "smollm", None, None).unwrap()
+}
+
+fn tiny_lm(seed: u64) -> Lm {
+    let tok = tokenizer();
+    let mut cfg = ModelConfig::tiny(Arch::Llama, tok.vocab_size());
+    cfg.hidden_size = 48;
+    cfg.intermediate_size = 96;
+    cfg.num_heads = 6;
+    cfg.num_kv_heads = 3;
+    cfg.max_position_embeddings = 1024;
+    let model = Transformer::random(&cfg, seed, &Device::Cpu).unwrap();
+    Lm::new(model, tok, ChatTemplate::ChatMl { default_system: None }, "tiny")
+}
+
+fn world() -> LineWorld {
+    LineWorld { tasks: 12, max_steps: 8 }
+}
+
+fn expert(split: Split, n: usize) -> Vec<Trajectory> {
+    let tasks: Vec<TaskId> = (0..n).map(|i| TaskId::new(split, i)).collect();
+    from_world_expert(&world(), &tasks, 0, 1).unwrap()
+}
+
+fn sft_cfg(epochs: usize) -> SftConfig {
+    SftConfig {
+        epochs,
+        batch: 2,
+        optim: OptimConfig { lr: 1e-2, warmup_steps: 1, ..OptimConfig::default() },
+        ..SftConfig::default()
+    }
+}
+
+fn no_metrics(_: &str, _: &serde_json::Value) -> Result<(), TrainError> {
+    Ok(())
+}
+
+#[test]
+fn sft_drives_the_expert_action_nll_down() {
+    let mut lm = tiny_lm(1);
+    lm.enable_full_finetuning().unwrap();
+    let train = expert(Split::Train, 8);
+    let held = expert(Split::Seen, 3);
+    let before = expert_nll(&lm, &train).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let epochs = train_sft(&lm, &train, &held, &sft_cfg(4), tmp.path(), &mut no_metrics).unwrap();
+    let after = expert_nll(&lm, &train).unwrap();
+    assert!(after < 0.5 * before, "expert NLL {before:.3} → {after:.3}");
+    let held: Vec<f64> = epochs.iter().map(|e| e["heldout_expert_nll"].as_f64().unwrap()).collect();
+    assert!(held.last() < held.first(), "held-out NLL per epoch {held:?}");
+    assert!(tmp.path().join("trainable.safetensors").exists());
+}
+
+fn inspect(
+    lm: &Lm,
+    train: &[Trajectory],
+    dir: &Path,
+    cycle: usize,
+) -> Vec<stepagent_train::inspect::StepTriple> {
+    let cfg = InspectConfig { samples: 2, max_new_tokens: 24, ..InspectConfig::default() };
+    let mut log =
+        UnitLog::<InspectUnit>::open(&dir.join(format!("inspect-{cycle}.jsonl"))).unwrap();
+    let w = world();
+    let (triples, stats) =
+        inspect_all(lm, train, &cfg, cycle, "test", Some(&w), &mut log, &mut |_, _| Ok(()))
+            .unwrap();
+    assert_eq!(stats.samples, 2 * stats.steps);
+    assert!(triples.iter().all(|t| t.provenance.samples == 2 && t.provenance.temperature == 1.0));
+    // The line world is known, so admissibility is known for every parseable action.
+    assert!(triples.iter().all(|t| t.agent_action.is_none() == t.provenance.admissible.is_none()));
+    triples
+}
+
+#[test]
+fn step_dpo_raises_the_margin_and_the_agreement_on_training_prefixes() {
+    let mut lm = tiny_lm(2);
+    lm.enable_full_finetuning().unwrap();
+    let train = expert(Split::Train, 8);
+    let tmp = tempfile::tempdir().unwrap();
+    // A little SFT first so the agent writes ReAct turns at all.
+    train_sft(&lm, &train, &[], &sft_cfg(2), &tmp.path().join("sft"), &mut no_metrics).unwrap();
+    let before = expert_agreement(&lm, &train, 24).unwrap();
+    let triples = inspect(&lm, &train, tmp.path(), 1);
+    assert!(!triples.is_empty(), "the half-trained agent should make mistakes");
+    let reference = reference_logps(&lm, &train, &triples).unwrap();
+    let cfg = ReflectConfig {
+        epochs: 4,
+        batch: 2,
+        optim: OptimConfig { lr: 3e-3, ..OptimConfig::default() },
+        ..ReflectConfig::default()
+    };
+    let dir = tmp.path().join("reflect");
+    let epochs =
+        train_step_dpo(&lm, &train, &triples, &reference, &cfg, &dir, &mut no_metrics).unwrap();
+    let margins: Vec<f64> = epochs.iter().map(|e| e["margin"].as_f64().unwrap()).collect();
+    assert!(
+        margins.last().unwrap() > &margins[0] && *margins.last().unwrap() > 0.0,
+        "margins {margins:?}"
+    );
+    let acc = epochs.last().unwrap()["accuracy"].as_f64().unwrap();
+    assert!(acc > 0.5, "implicit-reward accuracy {acc}");
+    let after = expert_agreement(&lm, &train, 24).unwrap();
+    assert!(after.rate >= before.rate, "agreement {:.3} → {:.3}", before.rate, after.rate);
+    assert!(
+        after.mean_expert_logp > before.mean_expert_logp,
+        "expert log-prob {:.3} → {:.3}",
+        before.mean_expert_logp,
+        after.mean_expert_logp
+    );
+}
+
+fn pipeline_cfg(name: &str) -> TrainConfig {
+    let mut c =
+        TrainConfig::from_toml(&format!("name = \"{name}\"\n[data]\nworld = \"line\"")).unwrap();
+    c.method = Method::StepagentImplicit;
+    c.cycles = 2;
+    c.model.finetune = Finetune::Lora;
+    c.model.lora.rank = 4;
+    c.model.save_final = false;
+    c.data.train_tasks = 6;
+    c.data.heldout_tasks = 3;
+    c.data.workers = 1;
+    c.sft = sft_cfg(3);
+    c.inspect.max_new_tokens = 16;
+    c.reflect.epochs = 2;
+    c.reflect.batch = 2;
+    c.eval.max_new_tokens = 16;
+    c.eval.seen_tasks = 2;
+    c
+}
+
+fn run(dir: &Path, stop: &mut dyn FnMut(&Event<'_>) -> bool) -> Result<Summary, TrainError> {
+    let cfg = pipeline_cfg("r");
+    let run = RunDir::open(dir, &cfg, false)?;
+    let mut lm = tiny_lm(3);
+    let w = world();
+    run_pipeline(&cfg, &run, &mut lm, &w, &mut |e| {
+        if stop(e) {
+            Err(TrainError::Config { key: "test".into(), message: "killed".into() })
+        } else {
+            Ok(())
+        }
+    })
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let whole = run(&tmp.path().join("whole"), &mut |_| false).unwrap();
+    assert_eq!(whole.curve.len(), 4, "base, sft, cycle-1, cycle-2");
+    assert_eq!(whole.inspections.len(), 2);
+
+    let dir = tmp.path().join("resumed");
+    // Killed after SFT's first epoch …
+    let err =
+        run(&dir, &mut |e| matches!(e, Event::Metrics(v) if v["kind"] == "sft/epoch")).unwrap_err();
+    assert!(err.to_string().contains("killed"));
+    // … then in the middle of the second cycle's inspection …
+    let mut units = 0;
+    run(&dir, &mut |e| {
+        if let Event::Unit { stage, .. } = e {
+            if *stage == "cycle-2-inspect" {
+                units += 1;
+                return units == 3;
+            }
+        }
+        false
+    })
+    .unwrap_err();
+    assert!(
+        dir.join("stages/cycle-1-eval").is_dir() && !dir.join("stages/cycle-2-inspect").is_dir()
+    );
+    // … and in the second reflection's first epoch.
+    run(&dir, &mut |e| matches!(e, Event::Metrics(v) if v["kind"] == "reflect/epoch" && v["stage"] == "cycle-2-reflect"))
+        .unwrap_err();
+    let resumed = run(&dir, &mut |_| false).unwrap();
+    assert_eq!(resumed.curve, whole.curve);
+    assert_eq!(resumed.inspections, whole.inspections);
+    assert_eq!(resumed.training, whole.training);
+    // A changed config is refused by name.
+    let mut other = pipeline_cfg("r");
+    other.reflect.beta = 0.5;
+    let err = RunDir::open(&dir, &other, false).unwrap_err().to_string();
+    assert!(err.contains("reflect.beta"), "{err}");
+}
