@@ -9,6 +9,9 @@
 //! be given as a [`SceneSpec`] (JSON), and a recorded ETO trajectory can be turned back into
 //! one with [`spec_from_trajectory`].
 //!
+//! Speed (`cargo bench -p stepagent-env --bench household`, one core of a busy 2-core build
+//! machine): about 550k steps/s over the expert's episodes and 4k resets/s.
+//!
 //! ```
 //! use stepagent_env::household::{HouseholdConfig, HouseholdWorld};
 //! use stepagent_env::{Split, TaskId, World};
