@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod household;
 pub mod qa;
 pub mod registry;
 pub mod shop;

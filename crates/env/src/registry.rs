@@ -28,6 +28,11 @@ pub fn entries() -> &'static [WorldEntry] {
 
 const ENTRIES: &[WorldEntry] = &[
     WorldEntry {
+        name: crate::household::NAME,
+        summary: "ALFWorld-faithful household tasks (six task types, ALFRED floor plans) with an expert",
+        open: crate::household::open,
+    },
+    WorldEntry {
         name: crate::shop::NAME,
         summary: "WebShop-faithful web shopping: BM25 search, product pages, WebShop's reward",
         open: crate::shop::open,
