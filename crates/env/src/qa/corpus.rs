@@ -60,12 +60,15 @@ pub struct Question {
     pub region: usize,
 }
 
-const FIRST: &[&str] = &[
-    "Adela", "Bertram", "Cosima", "Dorian", "Elsbeth", "Florian", "Greta", "Henrik", "Ilona",
-    "Jasper", "Katrin", "Leopold", "Mirela", "Nikolas", "Odile", "Pavel", "Quintus", "Rosalind",
-    "Soren", "Tamsin", "Ulric", "Vesna", "Wendell", "Xenia", "Yannick", "Zofia", "Anselm",
-    "Brigida", "Casimir", "Dagny", "Emeric", "Fenna", "Gideon", "Hedda", "Ivo", "Juliska",
-    "Konrad", "Liesel", "Matthias", "Nora",
+const FEMALE: &[&str] = &[
+    "Adela", "Cosima", "Elsbeth", "Greta", "Ilona", "Katrin", "Mirela", "Odile", "Rosalind",
+    "Tamsin", "Vesna", "Xenia", "Zofia", "Brigida", "Dagny", "Fenna", "Hedda", "Juliska", "Liesel",
+    "Nora",
+];
+const MALE: &[&str] = &[
+    "Bertram", "Dorian", "Florian", "Henrik", "Jasper", "Leopold", "Nikolas", "Pavel", "Quintus",
+    "Soren", "Ulric", "Wendell", "Yannick", "Anselm", "Casimir", "Emeric", "Gideon", "Ivo",
+    "Konrad", "Matthias",
 ];
 const LAST: &[&str] = &[
     "Aldermann",
@@ -225,6 +228,15 @@ struct Region {
     works: Vec<Work>,
 }
 
+/// The indefinite article for a word.
+fn an(word: &str) -> &'static str {
+    if word.starts_with(['A', 'E', 'I', 'O', 'U']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
 fn date(d: (u32, usize, u32)) -> String {
     format!("{} {} {}", d.0, MONTHS[d.1], d.2)
 }
@@ -275,12 +287,16 @@ fn build_regions(n: usize, rng: &mut Rng) -> Vec<Region> {
             })
             .collect();
         let people: Vec<Person> = (0..10)
-            .map(|k| Person {
-                name: unique(&mut used, || format!("{} {}", rng.pick(FIRST), rng.pick(LAST))),
-                born: (1 + rng.below(28) as u32, rng.below(12), 1880 + rng.below(100) as u32),
-                city: rng.below(5),
-                occupation: k % OCCUPATIONS.len(),
-                female: rng.chance(0.5),
+            .map(|k| {
+                let female = rng.chance(0.5);
+                let first = if female { FEMALE } else { MALE };
+                Person {
+                    name: unique(&mut used, || format!("{} {}", rng.pick(first), rng.pick(LAST))),
+                    born: (1 + rng.below(28) as u32, rng.below(12), 1880 + rng.below(100) as u32),
+                    city: rng.below(5),
+                    occupation: k % OCCUPATIONS.len(),
+                    female,
+                }
             })
             .collect();
         let orgs: Vec<Org> = (0..ORG_KINDS.len())
@@ -350,10 +366,11 @@ fn pages_of(r: &Region) -> Vec<Page> {
         pages.push(Page {
             title: p.name.clone(),
             text: format!(
-                "{} (born {}) is a {demonym} {occupation}. {he} was born in {}, {country}. {known_text}\n\
+                "{} (born {}) is {} {demonym} {occupation}. {he} was born in {}, {country}. {known_text}\n\
                  In later years {} taught young artists. {he} received several national honours.",
                 p.name,
                 date(p.born),
+                an(demonym),
                 r.cities[p.city].name,
                 p.name
             ),
@@ -364,9 +381,13 @@ fn pages_of(r: &Region) -> Vec<Page> {
         pages.push(Page {
             title: o.name.clone(),
             text: format!(
-                "{} is a {demonym} {kind} based in {}. It was founded in {} by {}.\n\
+                "{} is {} {demonym} {kind} based in {}. It was founded in {} by {}.\n\
                  The {kind} moved to larger premises after the war. It remains privately owned.",
-                o.name, r.cities[o.city].name, o.founded, r.people[o.founder].name
+                o.name,
+                an(demonym),
+                r.cities[o.city].name,
+                o.founded,
+                r.people[o.founder].name
             ),
         });
     }

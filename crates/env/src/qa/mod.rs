@@ -381,7 +381,7 @@ impl Environment for QaEnv {
                 RewardKind::Em => f64::from(u8::from(won)),
             };
             self.done = true;
-            format!("Episode finished, reward = {reward}")
+            format!("Episode finished, reward = {}", crate::shop::py_float(reward))
         } else if arg("think[").is_some() {
             "Nice thought.".to_string()
         } else {

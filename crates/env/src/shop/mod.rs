@@ -32,6 +32,7 @@ use serde::Deserialize;
 
 pub use catalogue::{from_webshop_json, Goal, Product, Review};
 pub use gen::generate;
+pub(crate) use page::py_float;
 use page::Page;
 use search::TextIndex;
 

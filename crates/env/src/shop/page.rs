@@ -45,6 +45,15 @@ fn page_slice(env: &ShopEnv) -> &[usize] {
     &env.results[start..end]
 }
 
+/// A float as Python prints it (`1.0`, `0.75`), as WebShop's pages show scores.
+pub(crate) fn py_float(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e16 {
+        format!("{x:.1}")
+    } else {
+        format!("{x}")
+    }
+}
+
 /// The page as WebShop's simple text mode shows it.
 pub(crate) fn render(env: &ShopEnv) -> String {
     let mut parts: Vec<String> = Vec::new();
@@ -112,7 +121,7 @@ pub(crate) fn render(env: &ShopEnv) -> String {
             parts.push("options".into());
             parts.push(options);
             parts.push("Your score (min 0.0, max 1.0)".into());
-            parts.push(format!("{reward}"));
+            parts.push(py_float(reward));
         }
     }
     parts.retain(|p| !p.is_empty());
