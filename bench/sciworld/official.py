@@ -31,9 +31,12 @@ for label in ["api_step", "raw_step"]:
             else:
                 env.server.step(action)
                 final = round(100 * env.server.getScore())
-                env.server.getCompleted()
+                done = env.server.getCompleted()
             elapsed += time.perf_counter() - t
             steps += 1
+            # Our episodes end when the simulator declares the task done; so do these.
+            if done:
+                break
     print(json.dumps({"path": f"python:{label}", "task": task, "variation": variation,
                       "steps": steps, "seconds": round(elapsed, 3),
                       "steps_per_s": round(steps / elapsed, 1), "final_score": final}))

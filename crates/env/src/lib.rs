@@ -13,6 +13,8 @@ mod error;
 pub mod household;
 pub mod qa;
 pub mod registry;
+pub mod remote;
+pub mod sciworld;
 pub mod shop;
 mod task;
 mod world;

@@ -42,6 +42,16 @@ const ENTRIES: &[WorldEntry] = &[
         summary: "HotpotQA multi-hop QA through ReAct's search/lookup/finish over a local encyclopedia",
         open: crate::qa::open,
     },
+    WorldEntry {
+        name: crate::sciworld::NAME,
+        summary: "ScienceWorld 1.2.3, the real simulator (Java), ETO's tasks, splits and step budgets",
+        open: crate::sciworld::open,
+    },
+    WorldEntry {
+        name: crate::remote::NAME,
+        summary: "A world on an AgentGym-protocol HTTP server (AgentGym's, or `stepagent env serve`)",
+        open: crate::remote::open,
+    },
 ];
 
 /// Opens the world called `name` with `options`.

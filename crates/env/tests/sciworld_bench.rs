@@ -34,9 +34,12 @@ fn sciworld_steps_per_second() {
         env.reset(task, 0).unwrap();
         for action in &gold {
             let t = Instant::now();
-            env.step(action).unwrap();
+            let done = env.step(action).unwrap().done;
             seconds += t.elapsed().as_secs_f64();
             steps += 1;
+            if done {
+                break;
+            }
         }
         score = env.score();
     }
@@ -56,10 +59,13 @@ fn sciworld_steps_per_second() {
         env.reset(task, 0).unwrap();
         for action in &gold {
             let t = Instant::now();
-            env.step(action).unwrap();
+            let done = env.step(action).unwrap().done;
             let _ = env.admissible_actions();
             seconds += t.elapsed().as_secs_f64();
             steps += 1;
+            if done {
+                break;
+            }
         }
     }
     println!(

@@ -21,7 +21,7 @@ impl World for CountWorld {
     }
     fn task_type(&self, task: TaskId) -> Result<String, EnvError> {
         self.check_task(task)?;
-        Ok(if task.index % 2 == 0 { "even" } else { "odd" }.to_string())
+        Ok(["even", "odd"][task.index % 2].to_string())
     }
     fn max_steps(&self) -> usize {
         12
