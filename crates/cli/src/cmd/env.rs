@@ -26,6 +26,8 @@ pub enum EnvCommand {
     Expert(ExpertArgs),
     /// Expert vs random success per split and task type, as a markdown table.
     Summary(SummaryArgs),
+    /// Serve a world over HTTP with AgentGym's routes (plus /health, expiry, a session cap).
+    Serve(super::serve::ServeArgs),
 }
 
 #[derive(Args)]
@@ -96,6 +98,7 @@ impl EnvCommand {
             EnvCommand::Play(a) => play(a),
             EnvCommand::Expert(a) => expert(a),
             EnvCommand::Summary(a) => summary(a),
+            EnvCommand::Serve(a) => a.run(),
         }
     }
 }
