@@ -29,7 +29,8 @@ pub fn entries() -> &'static [WorldEntry] {
 const ENTRIES: &[WorldEntry] = &[
     WorldEntry {
         name: crate::household::NAME,
-        summary: "ALFWorld-faithful household tasks (six task types, ALFRED floor plans) with an expert",
+        summary:
+            "ALFWorld-faithful household tasks (six task types, ALFRED floor plans) with an expert",
         open: crate::household::open,
     },
     WorldEntry {
@@ -39,27 +40,31 @@ const ENTRIES: &[WorldEntry] = &[
     },
     WorldEntry {
         name: crate::qa::NAME,
-        summary: "HotpotQA multi-hop QA through ReAct's search/lookup/finish over a local encyclopedia",
+        summary:
+            "HotpotQA multi-hop QA through ReAct's search/lookup/finish over a local encyclopedia",
         open: crate::qa::open,
     },
     WorldEntry {
         name: crate::sciworld::NAME,
-        summary: "ScienceWorld 1.2.3, the real simulator (Java), ETO's tasks, splits and step budgets",
+        summary:
+            "ScienceWorld 1.2.3, the real simulator (Java), ETO's tasks, splits and step budgets",
         open: crate::sciworld::open,
     },
     WorldEntry {
         name: crate::remote::NAME,
-        summary: "A world on an AgentGym-protocol HTTP server (AgentGym's, or `stepagent env serve`)",
+        summary:
+            "A world on an AgentGym-protocol HTTP server (AgentGym's, or `stepagent env serve`)",
         open: crate::remote::open,
     },
 ];
 
 /// Opens the world called `name` with `options`.
 pub fn open(name: &str, options: &WorldOptions) -> Result<WorldRef, EnvError> {
-    let entry = entries().iter().find(|e| e.name == name).ok_or_else(|| EnvError::UnknownWorld {
-        name: name.to_string(),
-        known: entries().iter().map(|e| e.name).collect::<Vec<_>>().join(", "),
-    })?;
+    let entry =
+        entries().iter().find(|e| e.name == name).ok_or_else(|| EnvError::UnknownWorld {
+            name: name.to_string(),
+            known: entries().iter().map(|e| e.name).collect::<Vec<_>>().join(", "),
+        })?;
     (entry.open)(options)
 }
 

@@ -81,7 +81,9 @@ impl FromStr for TaskId {
     type Err = EnvError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || EnvError::BadSpec(format!("task id `{s}`: expected `split/index`, e.g. `unseen/17`"));
+        let bad = || {
+            EnvError::BadSpec(format!("task id `{s}`: expected `split/index`, e.g. `unseen/17`"))
+        };
         let (split, index) = s.split_once('/').ok_or_else(bad)?;
         Ok(TaskId { split: split.parse()?, index: index.trim().parse().map_err(|_| bad())? })
     }

@@ -2,7 +2,14 @@
 
 use clap::{Parser, Subcommand};
 
+mod chat;
+mod data;
+mod demo;
 mod env;
+mod eval;
+mod model;
+mod serve;
+mod train;
 
 /// Turn expert demonstrations into better LLM agents with step-wise reinforcement learning.
 #[derive(Parser)]
@@ -17,12 +24,33 @@ enum Command {
     /// Worlds: list them, play one, write expert trajectories.
     #[command(subcommand)]
     Env(env::EnvCommand),
+    /// Trajectory files: validate, summarise, convert.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+    /// Evaluate a policy on held-out tasks (report.json, report.md, transcripts), or compare reports.
+    Eval(eval::EvalArgs),
+    /// The main job on the embedded default: expert vs random in the household world.
+    Demo(demo::DemoArgs),
+    /// Train an agent (SFT, StepAgent-Implicit) from a TOML run config into runs/<name>/;
+    /// rerunning a killed run continues it.
+    Train(train::TrainArgs),
+    /// Language models: fetch the default one, inspect one.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
+    /// Chat with a model, one-shot or interactively.
+    Chat(chat::ChatArgs),
 }
 
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Env(c) => c.run(),
+            Command::Data(c) => c.run(),
+            Command::Eval(a) => a.run(),
+            Command::Demo(a) => a.run(),
+            Command::Train(a) => a.run(),
+            Command::Model(c) => c.run(),
+            Command::Chat(a) => a.run(),
         }
     }
 }
