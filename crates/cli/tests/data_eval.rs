@@ -95,11 +95,12 @@ fn eval_compare_prints_deltas() {
 }
 
 #[test]
-fn eval_names_a_model_policy_it_cannot_build_yet() {
-    // Until the LM engine is linked in; then this arm builds the model instead.
-    let (ok, _, err) = stepagent(&["eval", "--policy", "default", "--world", "household"]);
+fn eval_names_a_model_it_cannot_find_and_a_world_it_does_not_know() {
+    // Any other spec is a model path: a missing one is named, with what else would do.
+    let (ok, _, err) =
+        stepagent(&["eval", "--policy", "no/such/model.gguf", "--world", "household"]);
     assert!(!ok);
-    assert!(err.contains("no LM engine linked yet"), "{err}");
+    assert!(err.contains("no/such/model.gguf") && err.contains("no such file"), "{err}");
     let (ok, _, err) = stepagent(&["eval", "--policy", "expert", "--world", "no-such-world"]);
     assert!(!ok);
     assert!(err.contains("unknown world `no-such-world`"), "{err}");

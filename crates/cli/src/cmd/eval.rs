@@ -1,8 +1,9 @@
 //! `stepagent eval …`: evaluate a policy, or compare two reports.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use stepagent_env::{registry, Split, WorldRef};
@@ -10,6 +11,7 @@ use stepagent_eval::{
     compare_markdown, evaluate_with_examples, examples_from_file, load_report, pct, EvalConfig,
     PolicySpec,
 };
+use stepagent_lm::{Lm, LmPolicy, SamplingConfig};
 use stepagent_policy::policies::{ExpertPolicy, RandomPolicy, RemoteConfig, RemotePolicy};
 use stepagent_policy::react::HistoryConfig;
 use stepagent_policy::runner::{Episode, RunConfig};
@@ -41,6 +43,8 @@ pub struct EvalArgs {
     pub run: RunArgs,
     #[command(flatten)]
     pub remote: RemoteArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
     /// SFT JSON whose first records are shown as in-context examples before every task.
     #[arg(long, value_name = "FILE")]
     pub examples: Option<PathBuf>,
@@ -127,9 +131,38 @@ pub struct RemoteArgs {
     pub retries: u32,
 }
 
-/// The policy a `--policy` spec names. Model-backed specs (`default`, a model path) get their
-/// arm here once the LM engine is linked into the binary.
-pub fn build_policy(spec: &str, remote: &RemoteArgs) -> anyhow::Result<Box<dyn Policy>> {
+/// How a local model (`default`, a model path) writes its turns.
+#[derive(Args, Clone)]
+pub struct SamplingArgs {
+    /// Sampling temperature of a local model (0: greedy, as evaluation usually is).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Most tokens a local model writes per turn (a ReAct turn is a thought and an action).
+    #[arg(long, default_value_t = 128)]
+    pub max_new_tokens: usize,
+}
+
+impl SamplingArgs {
+    /// The engine's sampling settings. A turn also ends where the model starts to write the
+    /// world's reply itself ("Observation:"), which small models often do.
+    pub fn config(&self) -> SamplingConfig {
+        SamplingConfig {
+            temperature: self.temperature,
+            max_new_tokens: self.max_new_tokens,
+            stop: vec!["\nObservation:".into()],
+            max_batch: 1,
+            ..SamplingConfig::default()
+        }
+    }
+}
+
+/// The policy a `--policy` spec names; a model (`default` or a path) is loaded here, the
+/// default one fetched on first use.
+pub fn build_policy(
+    spec: &str,
+    remote: &RemoteArgs,
+    sampling: &SamplingArgs,
+) -> anyhow::Result<Box<dyn Policy>> {
     Ok(match PolicySpec::parse(spec) {
         PolicySpec::Expert => Box::new(ExpertPolicy),
         PolicySpec::Random => Box::new(RandomPolicy),
@@ -142,11 +175,17 @@ pub fn build_policy(spec: &str, remote: &RemoteArgs) -> anyhow::Result<Box<dyn P
             max_retries: remote.retries,
             ..RemoteConfig::default()
         })?),
-        PolicySpec::DefaultModel | PolicySpec::Model(_) => bail!(
-            "`{spec}` names a language model, and this build has no LM engine linked yet; \
-             use expert, random, a recording (.json/.jsonl) or an http:// chat-completions URL"
-        ),
+        PolicySpec::DefaultModel | PolicySpec::Model(_) => {
+            let path = super::model::resolve_model(spec)?;
+            let lm = Lm::load(&path).with_context(|| format!("loading {}", path.display()))?;
+            Box::new(LmPolicy::new(Arc::new(lm), sampling.config()))
+        }
     })
+}
+
+/// Whether `spec` names a model our engine runs on this machine.
+pub fn is_local_model(spec: &str) -> bool {
+    matches!(PolicySpec::parse(spec), PolicySpec::DefaultModel | PolicySpec::Model(_))
 }
 
 /// A progress bar over `len` episodes with a running success count; drawn only on a terminal.
@@ -178,10 +217,15 @@ impl EvalArgs {
             return compare(&paths[0], &paths[1]);
         }
         let spec = self.policy.as_deref().expect("clap requires --policy without --compare");
-        let policy = build_policy(spec, &self.remote)?;
+        let policy = build_policy(spec, &self.remote, &self.sampling)?;
         let world = self.world.open()?;
-        let cfg =
-            EvalConfig { splits: parse_splits(&self.split)?, n: self.n, run: self.run.config() };
+        let mut run = self.run.config();
+        if run.workers == 0 && is_local_model(spec) {
+            // The engine already uses every core for one forward pass; parallel episodes
+            // would only fight over them.
+            run.workers = 1;
+        }
+        let cfg = EvalConfig { splits: parse_splits(&self.split)?, n: self.n, run };
         let out = self.out.clone().unwrap_or_else(|| {
             let clean: String = policy
                 .name()

@@ -49,7 +49,10 @@ pub fn ensure_jar(cache: &Path, python: &str) -> Result<PathBuf, EnvError> {
     std::fs::create_dir_all(&dir).map_err(|e| {
         EnvError::Backend(format!("creating the cache folder {}: {e}", dir.display()))
     })?;
-    let tmp = dir.join(format!("download-{}", std::process::id()));
+    // Unique per process and per call: test threads of one process fetch concurrently too.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!("download-{}-{call}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let result = download_and_extract(&tmp, &jar, python);
     let _ = std::fs::remove_dir_all(&tmp);
