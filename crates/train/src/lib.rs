@@ -7,6 +7,7 @@
 //!   log-prob) on held-out expert prefixes.
 //! - [`pipeline`]: SFT then K cycles of inspection → reflection → evaluation, written into a
 //!   resumable run directory ([`run::RunDir`]), configured by [`config::TrainConfig`].
+//! - [`report`]: the run's `report.md` and SVG plots, from its summary and metrics.
 //!
 //! Every run lives in `runs/<name>/` ([`run::RunDir`]): the resolved config, `metrics.jsonl`,
 //! one folder per finished stage, and logs of finished units of work inside a stage. A stage
@@ -23,6 +24,7 @@ pub mod inspect;
 pub mod model;
 pub mod optim;
 pub mod pipeline;
+pub mod report;
 pub mod run;
 pub mod sft;
 pub mod traj;

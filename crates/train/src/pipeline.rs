@@ -388,5 +388,10 @@ pub fn run_pipeline(
     }
     summary.seconds = cx.seconds.clone();
     write_json(&run.path().join("summary.json"), &summary)?;
+    // The report is derived from files already saved; failing to draw it must not fail a
+    // finished run.
+    if let Err(e) = crate::report::write_report(run.path(), &summary) {
+        tracing::warn!(error = %e, "could not write the run's report.md and plots");
+    }
     Ok(summary)
 }
