@@ -4,7 +4,9 @@
 use crate::chat::{ChatTemplate, Rendered};
 use crate::checkpoint::{load_hf_dir, save_hf_dir};
 use crate::error::{LmError, Result};
-use crate::generate::{generate, generate_branches, Generation, SamplingConfig};
+use crate::generate::{
+    generate, generate_branches, generate_cached, Generation, PromptCache, SamplingConfig,
+};
 use crate::gguf::{load_gguf, ModelFiles};
 use crate::model::Transformer;
 use crate::score::{span_logprobs, SpanQuery};
@@ -12,7 +14,7 @@ use crate::tokenizer::Tokenizer;
 use crate::train::{add_lora, LoraConfig};
 use candle_core::{Device, Tensor, Var};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use stepagent_policy::{ActContext, Message, Policy, PolicyError, Role};
 
 /// What the training algorithms need from a model, whatever its implementation: act
@@ -197,18 +199,87 @@ impl ChatModel for Lm {
     }
 }
 
+/// One [`PromptCache`] per running episode, so each agent turn reads only what is new since
+/// the episode's previous turn (the observation), not the whole history again.
+///
+/// Caches are keyed by episode, never shared between episodes: an episode's turns are then
+/// computed the same way whatever other episodes run beside it, so results do not depend on
+/// thread timing. At most `capacity` episodes keep a cache (least recently used dropped);
+/// SmolLM2-135M needs about 46 KB per cached token.
+pub struct EpisodeCaches {
+    capacity: usize,
+    /// Most recently used last; a cache being used is taken out.
+    caches: Mutex<Vec<(String, PromptCache)>>,
+}
+
+impl EpisodeCaches {
+    /// Room for `capacity` episodes' caches (0 turns caching off).
+    pub fn new(capacity: usize) -> Self {
+        EpisodeCaches { capacity, caches: Mutex::new(Vec::new()) }
+    }
+
+    /// The next turn of `conversation` in episode `episode`, reusing and updating its cache.
+    pub fn generate(
+        &self,
+        lm: &Lm,
+        episode: &str,
+        conversation: &[Message],
+        cfg: &SamplingConfig,
+        seed: u64,
+    ) -> Result<Generation> {
+        let prompt = lm.render(conversation, true)?.ids;
+        let take = |v: &mut Vec<(String, PromptCache)>| {
+            v.iter().position(|(k, _)| k == episode).map(|i| v.remove(i).1)
+        };
+        let mut cache = take(&mut self.lock()).unwrap_or_default();
+        let out = generate_cached(
+            &lm.model,
+            &lm.tokenizer,
+            &mut cache,
+            &prompt,
+            cfg,
+            seed,
+            &lm.end_ids(),
+        )?;
+        if self.capacity > 0 {
+            let mut caches = self.lock();
+            caches.push((episode.to_string(), cache));
+            while caches.len() > self.capacity {
+                caches.remove(0);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops every cache (after the model's weights change, cached keys are stale).
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, PromptCache)>> {
+        // A panic elsewhere cannot leave a cache half-written here: entries are taken out
+        // while in use, so the list itself is always consistent.
+        self.caches.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The engine as an agent: renders the conversation, generates one turn, returns its text.
+/// Each episode's KV cache is kept between its turns ([`EpisodeCaches`]).
 pub struct LmPolicy {
     lm: Arc<Lm>,
     sampling: SamplingConfig,
+    caches: EpisodeCaches,
 }
 
 impl LmPolicy {
     /// A policy sampling with `sampling` (its stop strings and the end-of-turn token end a turn).
     pub fn new(lm: Arc<Lm>, sampling: SamplingConfig) -> Self {
-        LmPolicy { lm, sampling }
+        LmPolicy { lm, sampling, caches: EpisodeCaches::new(EPISODE_CACHES) }
     }
 }
+
+/// Episodes whose caches an [`LmPolicy`] keeps: more than the worker threads a CPU runs.
+pub const EPISODE_CACHES: usize = 16;
 
 impl Policy for LmPolicy {
     fn name(&self) -> String {
@@ -224,9 +295,9 @@ impl Policy for LmPolicy {
             )));
         }
         let out = self
-            .lm
-            .generate(&[ctx.conversation.to_vec()], &self.sampling, &[ctx.seed])
+            .caches
+            .generate(&self.lm, &ctx.task.to_string(), ctx.conversation, &self.sampling, ctx.seed)
             .map_err(backend)?;
-        Ok(out.into_iter().next().map(|g| g.text.trim().to_string()).unwrap_or_default())
+        Ok(out.text.trim().to_string())
     }
 }

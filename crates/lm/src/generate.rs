@@ -123,7 +123,9 @@ struct Decoding {
     next_pos: Vec<u32>,
 }
 
-/// Decodes every row from `first` logits `(b, vocab)` until each stops.
+/// Decodes every row from `first` logits `(b, vocab)` until each stops. Also returns the
+/// cache: with one row it holds the prompt and every generated token that was fed back (all
+/// but the last one sampled).
 fn decode(
     model: &Transformer,
     tok: &Tokenizer,
@@ -132,7 +134,7 @@ fn decode(
     cfg: &SamplingConfig,
     seeds: &[u64],
     end_ids: &[u32],
-) -> Result<Vec<Generation>> {
+) -> Result<(Vec<Generation>, KvCache)> {
     let b = seeds.len();
     let dev = model.device().clone();
     let mut rngs: Vec<ChaCha8Rng> = seeds.iter().map(|&s| ChaCha8Rng::seed_from_u64(s)).collect();
@@ -204,9 +206,11 @@ fn decode(
             state.next_pos[r] += 1;
         }
     }
-    out.into_iter()
+    let out = out
+        .into_iter()
         .map(|g| g.ok_or_else(|| LmError::Invalid("a sequence ended without a result".into())))
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((out, state.cache))
 }
 
 fn check_cfg(cfg: &SamplingConfig) -> Result<()> {
@@ -264,7 +268,7 @@ pub fn generate(
             valid: lens.iter().map(|&l| (0..max).map(|j| j < l).collect()).collect(),
             next_pos: lens.iter().map(|&l| l as u32).collect(),
         };
-        out.extend(decode(model, tok, state, first, cfg, chunk_seeds, end_ids)?);
+        out.extend(decode(model, tok, state, first, cfg, chunk_seeds, end_ids)?.0);
     }
     Ok(out)
 }
@@ -310,9 +314,81 @@ pub fn generate_branches(
             valid: chunk.iter().map(|&p| (0..max).map(|j| j < p).collect()).collect(),
             next_pos: chunk.iter().map(|&p| p as u32).collect(),
         };
-        out.extend(decode(model, tok, state, first, cfg, chunk_seeds, end_ids)?);
+        out.extend(decode(model, tok, state, first, cfg, chunk_seeds, end_ids)?.0);
     }
     Ok(out)
+}
+
+/// The KV cache of one token sequence, kept between calls of [`generate_cached`]: an agent's
+/// next prompt is its previous prompt, its reply and the new observation, so only the new
+/// tokens need a forward pass.
+#[derive(Default)]
+pub struct PromptCache {
+    /// The tokens whose keys and values `kv` holds, in order.
+    tokens: Vec<u32>,
+    kv: KvCache,
+}
+
+impl PromptCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        PromptCache::default()
+    }
+
+    /// Tokens cached.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// Leading tokens `prompt` shares with the cached sequence.
+    pub fn common_prefix(&self, prompt: &[u32]) -> usize {
+        self.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count()
+    }
+}
+
+/// Generates one continuation of `prompt`, reading only the tokens after the longest prefix it
+/// shares with `cache`, and leaves `cache` holding this prompt and reply. Equal to
+/// [`generate`] on the same prompt and seed, up to float rounding (the prompt is read in
+/// different pieces). On an error the cache is left empty, never half-updated.
+pub fn generate_cached(
+    model: &Transformer,
+    tok: &Tokenizer,
+    cache: &mut PromptCache,
+    prompt: &[u32],
+    cfg: &SamplingConfig,
+    seed: u64,
+    end_ids: &[u32],
+) -> Result<Generation> {
+    check_cfg(cfg)?;
+    if prompt.is_empty() {
+        return Err(LmError::Invalid("cannot generate from an empty prompt".into()));
+    }
+    // The last prompt token is always fed: its logits start the decoding.
+    let reuse = cache.common_prefix(prompt).min(prompt.len() - 1);
+    let mut kv = std::mem::take(&mut cache.kv);
+    cache.tokens.clear();
+    kv.truncate(reuse);
+    let dev = model.device();
+    let new = &prompt[reuse..];
+    let (t, s) = (new.len(), prompt.len());
+    let pos = Positions::general(vec![(reuse as u32..s as u32).collect()], s, dev, |_, i, j| {
+        j <= reuse + i
+    })?;
+    let ids = Tensor::new(new, dev)?.unsqueeze(0)?;
+    let h = model.hidden(&ids, &pos, Some(&mut kv), false)?;
+    let first = model.logits(&h.squeeze(0)?.narrow(0, t - 1, 1)?)?;
+    let state = Decoding { cache: kv, valid: vec![vec![true; s]], next_pos: vec![s as u32] };
+    let (mut out, kv) = decode(model, tok, state, first, cfg, &[seed], end_ids)?;
+    let gen = out.pop().ok_or_else(|| LmError::Invalid("no generation".into()))?;
+    let fed = kv.len().saturating_sub(s).min(gen.tokens.len());
+    cache.tokens = prompt.iter().chain(&gen.tokens[..fed]).copied().collect();
+    cache.kv = kv;
+    Ok(gen)
 }
 
 /// Greedy decoding by recomputing the whole sequence each step, no cache: the reference the

@@ -27,9 +27,9 @@ pub mod train;
 
 pub use chat::{ChatTemplate, Rendered};
 pub use config::{Arch, ModelConfig};
-pub use engine::{ChatModel, Lm, LmPolicy};
+pub use engine::{ChatModel, EpisodeCaches, Lm, LmPolicy};
 pub use error::{LmError, Result};
-pub use generate::{Finish, Generation, SamplingConfig};
+pub use generate::{Finish, Generation, PromptCache, SamplingConfig};
 pub use train::{AdamW, LoraConfig, OptimConfig, ScalarHead};
 
 #[cfg(test)]

@@ -172,6 +172,13 @@ impl KvCache {
         self.len() == 0
     }
 
+    /// Forgets every position from `len` on. The buffers stay: later appends overwrite them.
+    pub fn truncate(&mut self, len: usize) {
+        for l in &mut self.layers {
+            l.len = l.len.min(len);
+        }
+    }
+
     /// Rows of the batch.
     pub fn batch(&self) -> usize {
         self.layers.first().map(|l| l.k.dim(0).unwrap_or(0)).unwrap_or(0)

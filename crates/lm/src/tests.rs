@@ -539,3 +539,47 @@ fn lm_policy_acts_with_one_turn_and_generate_at_each_turn_matches_generate() {
     let policy = LmPolicy::new(lm.clone(), cfg);
     assert_eq!(stepagent_policy::Policy::name(&policy), "lm:tiny");
 }
+
+#[test]
+fn cached_generation_over_a_growing_prompt_equals_plain_generation() {
+    use crate::generate::{generate_cached, PromptCache};
+    let m = tiny_model(Arch::Llama, 17);
+    let tok = tiny_tokenizer();
+    let cfg = SamplingConfig { temperature: 1.0, max_new_tokens: 6, ..Default::default() };
+    let mut cache = PromptCache::new();
+    // An agent's prompts: each is the last one, the reply, and a new observation; the fourth
+    // starts another episode (shares nothing) and the fifth edits an early token.
+    let mut prompt: Vec<u32> = (0..20).map(|i| (i * 11 + 2) % 250).collect();
+    for turn in 0..5u64 {
+        if turn == 3 {
+            prompt = vec![42, 43, 44];
+        }
+        if turn == 4 {
+            prompt[1] = 7;
+        }
+        let cached = generate_cached(&m, &tok, &mut cache, &prompt, &cfg, turn, &[]).unwrap();
+        let plain = generate(&m, &tok, std::slice::from_ref(&prompt), &cfg, &[turn], &[]).unwrap();
+        assert_eq!(cached.tokens, plain[0].tokens, "turn {turn}");
+        // The cache holds the prompt and the reply tokens that were fed back.
+        assert_eq!(cache.common_prefix(&prompt), prompt.len());
+        assert_eq!(cache.len(), prompt.len() + cached.tokens.len() - 1);
+        prompt.extend(&cached.tokens);
+        prompt.extend([200, 201, 202]);
+    }
+}
+
+#[test]
+fn lm_policy_with_episode_caches_acts_as_plain_generation_turn_after_turn() {
+    use crate::engine::EpisodeCaches;
+    let lm = tiny_lm(Arch::Qwen2, 18);
+    let cfg = SamplingConfig { temperature: 0.0, max_new_tokens: 8, ..Default::default() };
+    let caches = EpisodeCaches::new(1);
+    let conv = trajectory();
+    for k in [0, 2, 4] {
+        for episode in ["seen/0", "seen/1"] {
+            let cached = caches.generate(&lm, episode, &conv[..=k], &cfg, 3).unwrap();
+            let plain = lm.generate(&[conv[..=k].to_vec()], &cfg, &[3]).unwrap();
+            assert_eq!(cached.tokens, plain[0].tokens, "turn {k} of {episode}");
+        }
+    }
+}

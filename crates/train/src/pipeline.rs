@@ -20,7 +20,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use stepagent_env::{Split, TaskId, World};
-use stepagent_lm::{Lm, SamplingConfig};
+use stepagent_lm::{EpisodeCaches, Lm, SamplingConfig};
 use stepagent_policy::runner::{RunConfig, Runner};
 use stepagent_policy::{ActContext, Policy, PolicyError};
 
@@ -99,10 +99,13 @@ pub struct Summary {
     pub seconds: Vec<(String, f64)>,
 }
 
-/// A greedy agent over a borrowed engine, for evaluation episodes.
+/// A greedy agent over a borrowed engine, for evaluation episodes; each episode's KV cache is
+/// kept between its turns. Made anew for every evaluation, so no cache outlives the weights
+/// it was computed with.
 struct GreedyAgent<'a> {
     lm: &'a Lm,
     sampling: SamplingConfig,
+    caches: EpisodeCaches,
 }
 
 impl Policy for GreedyAgent<'_> {
@@ -111,14 +114,11 @@ impl Policy for GreedyAgent<'_> {
     }
 
     fn act(&self, ctx: &ActContext<'_>) -> Result<String, PolicyError> {
-        let out = stepagent_lm::ChatModel::generate(
-            self.lm,
-            &[ctx.conversation.to_vec()],
-            &self.sampling,
-            &[ctx.seed],
-        )
-        .map_err(|e| PolicyError::Backend { policy: self.name(), message: e.to_string() })?;
-        Ok(out.into_iter().next().map(|g| g.text.trim().to_string()).unwrap_or_default())
+        let out = self
+            .caches
+            .generate(self.lm, &ctx.task.to_string(), ctx.conversation, &self.sampling, ctx.seed)
+            .map_err(|e| PolicyError::Backend { policy: self.name(), message: e.to_string() })?;
+        Ok(out.text.trim().to_string())
     }
 }
 
@@ -203,6 +203,7 @@ fn evaluate(
                 max_new_tokens: ev.max_new_tokens,
                 ..SamplingConfig::default()
             },
+            caches: EpisodeCaches::new(stepagent_lm::engine::EPISODE_CACHES),
         };
         let rc = RunConfig {
             workers: 1,
