@@ -54,37 +54,126 @@ pub fn token_logprobs(
     }
     let pos = Positions::causal(b, max, dev)?;
     let h = model.hidden(&Tensor::from_vec(ids, (b, max), dev)?, &pos, None, grad)?;
-    let n = rows.len();
-    if n == 0 {
-        return Ok((Tensor::zeros(0, candle_core::DType::F32, dev)?, ranges));
-    }
-    // Only the positions that predict a scored token go through the output projection: the
-    // vocabulary-wide logits are the largest tensor of the whole forward.
-    let h = h.reshape((b * max, ()))?.index_select(&Tensor::new(rows, dev)?, 0)?;
-    let logits = model.logits(&h)?;
-    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let t = Tensor::new(targets, dev)?.unsqueeze(1)?;
-    let picked = logp.gather(&t, 1)?.squeeze(1)?;
-    debug_assert_eq!(picked.dim(0)?, n);
+    let picked = pick_logprobs(model, &h.reshape((b * max, ()))?, rows, targets)?;
     Ok((picked, ranges))
 }
 
-/// Summed log-prob of each span of each query: a tensor with one entry per span, in order.
-pub fn span_logprobs(model: &Transformer, queries: &[SpanQuery<'_>], grad: bool) -> Result<Tensor> {
-    let (tok, ranges) = token_logprobs(model, queries, grad)?;
+/// Log-probs of `targets[i]` predicted from hidden row `rows[i]` of `h` `(rows, hidden)`.
+fn pick_logprobs(
+    model: &Transformer,
+    h: &Tensor,
+    rows: Vec<u32>,
+    targets: Vec<u32>,
+) -> Result<Tensor> {
+    let dev = model.device();
+    if rows.is_empty() {
+        return Ok(Tensor::zeros(0, candle_core::DType::F32, dev)?);
+    }
+    // Only the positions that predict a scored token go through the output projection: the
+    // vocabulary-wide logits are the largest tensor of the whole forward.
+    let h = h.index_select(&Tensor::new(rows, dev)?, 0)?;
+    let logits = model.logits(&h)?;
+    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let t = Tensor::new(targets, dev)?.unsqueeze(1)?;
+    Ok(logp.gather(&t, 1)?.squeeze(1)?)
+}
+
+/// A sequence with alternative continuations ("branches") off prefixes of it: the expert's
+/// trajectory and the agent's actions at some of its steps, say.
+#[derive(Debug, Clone)]
+pub struct BranchQuery<'a> {
+    /// The shared sequence.
+    pub ids: &'a [u32],
+    /// Spans of `ids` to score, as in [`SpanQuery`].
+    pub spans: &'a [Range<usize>],
+    /// `(prefix, tokens)`: `tokens` continue `ids[..prefix]` (`prefix` ≥ 1).
+    pub branches: &'a [(usize, &'a [u32])],
+}
+
+/// Summed log-probs of the spans of `q.ids` and of each branch given its prefix, from one
+/// forward over the sequence with every branch packed after it: a branch's tokens see their
+/// prefix and themselves only (positions continue the prefix), so the shared history is read
+/// once instead of once per branch. Returns `(spans, branches)`, differentiable when `grad`;
+/// equal to scoring each branch as its own sequence.
+pub fn branch_logprobs(
+    model: &Transformer,
+    q: &BranchQuery<'_>,
+    grad: bool,
+) -> Result<(Tensor, Tensor)> {
+    let dev = model.device();
+    let n = q.ids.len();
+    if n == 0 {
+        return Err(LmError::Invalid("nothing to score".into()));
+    }
+    let mut ids = q.ids.to_vec();
+    let mut positions: Vec<u32> = (0..n as u32).collect();
+    // Per packed position: the prefix length it sees and where its own run starts.
+    let mut sees: Vec<(usize, usize)> = (0..n).map(|_| (0, 0)).collect();
+    let (mut rows, mut targets, mut ranges) = (Vec::new(), Vec::new(), Vec::new());
+    for s in q.spans {
+        if s.start == 0 || s.end > n || s.start > s.end {
+            return Err(LmError::Invalid(format!("span {s:?} outside 1..={n}")));
+        }
+        let start = targets.len();
+        for p in s.clone() {
+            rows.push((p - 1) as u32);
+            targets.push(q.ids[p]);
+        }
+        ranges.push(start..targets.len());
+    }
+    let spans = ranges.len();
+    for (k, &(prefix, tokens)) in q.branches.iter().enumerate() {
+        if prefix == 0 || prefix > n {
+            return Err(LmError::Invalid(format!(
+                "branch {k}: prefix {prefix} outside 1..={n} (a branch needs context)"
+            )));
+        }
+        let at = ids.len();
+        let start = targets.len();
+        for (u, &t) in tokens.iter().enumerate() {
+            rows.push(if u == 0 { prefix - 1 } else { at + u - 1 } as u32);
+            targets.push(t);
+            ids.push(t);
+            positions.push((prefix + u) as u32);
+            sees.push((prefix, at));
+        }
+        ranges.push(start..targets.len());
+    }
+    let total = ids.len();
+    let pos = Positions::general(vec![positions], total, dev, |_, i, j| {
+        if i < n {
+            j <= i
+        } else {
+            let (prefix, at) = sees[i];
+            j < prefix || (at <= j && j <= i)
+        }
+    })?;
+    let h = model.hidden(&Tensor::from_vec(ids, (1, total), dev)?, &pos, None, grad)?;
+    let tok = pick_logprobs(model, &h.squeeze(0)?, rows, targets)?;
+    let sums = sum_ranges(&tok, &ranges, dev)?;
+    Ok((sums.narrow(0, 0, spans)?, sums.narrow(0, spans, ranges.len() - spans)?))
+}
+
+/// Sums `tok`'s entries over each range: one differentiable matmul with a 0/1 matrix.
+fn sum_ranges(tok: &Tensor, ranges: &[Range<usize>], dev: &candle_core::Device) -> Result<Tensor> {
     let n = tok.dim(0)?;
-    // A 0/1 (spans × tokens) matrix sums each span's tokens in one differentiable matmul.
+    if n == 0 {
+        return Ok(Tensor::zeros(ranges.len(), candle_core::DType::F32, dev)?);
+    }
     let mut sel = vec![0f32; ranges.len() * n];
     for (i, r) in ranges.iter().enumerate() {
         for j in r.clone() {
             sel[i * n + j] = 1.0;
         }
     }
-    let sel = Tensor::from_vec(sel, (ranges.len(), n), model.device())?;
-    if n == 0 {
-        return Ok(Tensor::zeros(ranges.len(), candle_core::DType::F32, model.device())?);
-    }
+    let sel = Tensor::from_vec(sel, (ranges.len(), n), dev)?;
     Ok(sel.matmul(&tok.unsqueeze(1)?)?.squeeze(1)?)
+}
+
+/// Summed log-prob of each span of each query: a tensor with one entry per span, in order.
+pub fn span_logprobs(model: &Transformer, queries: &[SpanQuery<'_>], grad: bool) -> Result<Tensor> {
+    let (tok, ranges) = token_logprobs(model, queries, grad)?;
+    sum_ranges(&tok, &ranges, model.device())
 }
 
 /// Summed log-prob of each continuation given its context, batched: `(n,)`.

@@ -583,3 +583,46 @@ fn lm_policy_with_episode_caches_acts_as_plain_generation_turn_after_turn() {
         }
     }
 }
+
+#[test]
+fn branches_packed_after_a_shared_sequence_score_as_separate_sequences_with_gradients() {
+    use crate::score::{branch_logprobs, span_logprobs, BranchQuery, SpanQuery};
+    let mut lm = tiny_lm(Arch::Qwen2, 19);
+    lm.enable_full_finetuning().unwrap();
+    let m = &lm.model;
+    let seq: Vec<u32> = (0..30).map(|i| (i * 13 + 5) % 250).collect();
+    let spans = [4..9, 20..30];
+    let (b1, b2, b3) = (vec![7u32, 8, 9], vec![100u32], vec![3u32, 1, 4, 1, 5]);
+    let branches: Vec<(usize, &[u32])> = vec![(9, &b1), (1, &b2), (30, &b3), (9, &b3)];
+    let q = BranchQuery { ids: &seq, spans: &spans, branches: &branches };
+    let (s, b) = branch_logprobs(m, &q, true).unwrap();
+
+    let plain_spans = span_logprobs(m, &[SpanQuery { ids: &seq, spans: &spans }], true).unwrap();
+    let seqs: Vec<(Vec<u32>, std::ops::Range<usize>)> = branches
+        .iter()
+        .map(|&(p, t)| {
+            let mut v = seq[..p].to_vec();
+            v.extend(t);
+            (v, p..p + t.len())
+        })
+        .collect();
+    let queries: Vec<SpanQuery<'_>> =
+        seqs.iter().map(|(v, r)| SpanQuery { ids: v, spans: std::slice::from_ref(r) }).collect();
+    let plain_branches = span_logprobs(m, &queries, true).unwrap();
+    assert!(max_diff(&s, &plain_spans) < 1e-4, "{s} vs {plain_spans}");
+    assert!(max_diff(&b, &plain_branches) < 1e-4, "{b} vs {plain_branches}");
+
+    // The same gradients: a weighted sum of everything, through both paths.
+    let w = Tensor::new(&[1.0f32, -0.5, 2.0, 0.25], &Device::Cpu).unwrap();
+    let packed = (s.sum_all().unwrap() + (&b * &w).unwrap().sum_all().unwrap()).unwrap();
+    let plain = (plain_spans.sum_all().unwrap()
+        + (&plain_branches * &w).unwrap().sum_all().unwrap())
+    .unwrap();
+    let (gp, gq) = (packed.backward().unwrap(), plain.backward().unwrap());
+    for (name, var) in lm.trainable_parameters().iter().take(6) {
+        let (a, b) = (gp.get(var.as_tensor()).unwrap(), gq.get(var.as_tensor()).unwrap());
+        let scale = b.abs().unwrap().max_keepdim(0).unwrap().flatten_all().unwrap();
+        let scale = scale.max(0).unwrap().to_scalar::<f32>().unwrap().max(1e-3);
+        assert!(max_diff(a, b) / scale < 1e-4, "gradient of {name}");
+    }
+}

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use candle_core::{Tensor, Var};
 use stepagent_lm::generate::generate_branches;
-use stepagent_lm::score::{span_logprobs, SpanQuery};
+use stepagent_lm::score::{branch_logprobs, span_logprobs, BranchQuery, SpanQuery};
 use stepagent_lm::{Lm, SamplingConfig};
 use stepagent_policy::{Message, Role};
 
@@ -42,6 +42,17 @@ pub trait StepModel {
         items: &[(&[Message], &[usize])],
         grad: bool,
     ) -> Result<TurnScores, TrainError>;
+
+    /// Summed log-probs of assistant turns `turns` of `conversation` and of alternative
+    /// assistant turns `branches` (`(message index, text)`: the text in place of that turn,
+    /// after the same history), from one pass that reads the shared history once.
+    fn score_with_branches(
+        &self,
+        conversation: &[Message],
+        turns: &[usize],
+        branches: &[(usize, &str)],
+        grad: bool,
+    ) -> Result<(TurnScores, TurnScores), TrainError>;
 
     /// Tokens of each assistant turn `turns` (message indices) of `conversation`, as
     /// [`StepModel::score_turns_at`] would count them.
@@ -129,6 +140,73 @@ impl StepModel for Lm {
             rendered.iter().zip(&spans).map(|(r, s)| SpanQuery { ids: &r.ids, spans: s }).collect();
         let logp = span_logprobs(&self.model, &queries, grad)?;
         Ok(TurnScores { logp, tokens })
+    }
+
+    fn score_with_branches(
+        &self,
+        conversation: &[Message],
+        turns: &[usize],
+        branches: &[(usize, &str)],
+        grad: bool,
+    ) -> Result<(TurnScores, TurnScores), TrainError> {
+        let last = turns.iter().chain(branches.iter().map(|(t, _)| t)).max().copied();
+        let Some(last) = last else {
+            let empty = || TurnScores {
+                logp: Tensor::zeros(0, candle_core::DType::F32, &candle_core::Device::Cpu)
+                    .expect("an empty tensor"),
+                tokens: Vec::new(),
+            };
+            return Ok((empty(), empty()));
+        };
+        let full = self.render(&conversation[..=last], false)?;
+        let spans = turns
+            .iter()
+            .map(|&t| Ok(full.assistant_turns[assistant_ordinal(conversation, t)?].clone()))
+            .collect::<Result<Vec<_>, TrainError>>()?;
+        // Each branch as it renders after its history; packed when that history renders to
+        // the same tokens as in the shared sequence (it does for message-wise templates),
+        // scored as its own sequence otherwise.
+        let mut packed: Vec<(usize, Vec<u32>)> = Vec::new();
+        let mut alone: Vec<(Vec<u32>, std::ops::Range<usize>)> = Vec::new();
+        let mut order = Vec::with_capacity(branches.len());
+        for &(t, text) in branches {
+            assistant_ordinal(conversation, t)?;
+            let mut c = conversation[..t].to_vec();
+            c.push(Message::assistant(text));
+            let r = self.render(&c, false)?;
+            let span = r.assistant_turns.last().cloned().expect("the branch is an assistant turn");
+            if full.ids.get(..span.start) == Some(&r.ids[..span.start]) {
+                order.push((true, packed.len()));
+                packed.push((span.start, r.ids[span.clone()].to_vec()));
+            } else {
+                order.push((false, alone.len()));
+                alone.push((r.ids, span));
+            }
+        }
+        let refs: Vec<(usize, &[u32])> = packed.iter().map(|(p, t)| (*p, t.as_slice())).collect();
+        let q = BranchQuery { ids: &full.ids, spans: &spans, branches: &refs };
+        let (chosen, packed_logp) = branch_logprobs(&self.model, &q, grad)?;
+        let rejected = if alone.is_empty() {
+            packed_logp
+        } else {
+            let queries: Vec<SpanQuery<'_>> = alone
+                .iter()
+                .map(|(ids, s)| SpanQuery { ids, spans: std::slice::from_ref(s) })
+                .collect();
+            let alone_logp = span_logprobs(&self.model, &queries, grad)?;
+            let both = Tensor::cat(&[&packed_logp, &alone_logp], 0)?;
+            let idx: Vec<u32> =
+                order.iter().map(|&(p, i)| if p { i } else { packed.len() + i } as u32).collect();
+            both.index_select(&Tensor::new(idx, both.device())?, 0)?
+        };
+        let rejected_tokens = order
+            .iter()
+            .map(|&(p, i)| if p { packed[i].1.len() } else { alone[i].1.len() })
+            .collect();
+        Ok((
+            TurnScores { logp: chosen, tokens: spans.iter().map(|s| s.len()).collect() },
+            TurnScores { logp: rejected, tokens: rejected_tokens },
+        ))
     }
 
     fn turn_tokens(

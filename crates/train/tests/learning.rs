@@ -289,3 +289,35 @@ fn an_interrupted_run_resumes_to_the_same_result() {
     let err = RunDir::open(&dir, &other, false).unwrap_err().to_string();
     assert!(err.contains("reflect.beta"), "{err}");
 }
+
+#[test]
+fn agent_turns_packed_as_branches_score_as_their_own_conversations() {
+    use stepagent_policy::Message;
+    use stepagent_train::model::StepModel;
+    let lm = tiny_lm(4);
+    let traj = &expert(Split::Train, 1)[0];
+    let conv = &traj.conversation;
+    let turns: Vec<usize> =
+        (0..conv.len()).filter(|&i| conv[i].role == stepagent_policy::Role::Assistant).collect();
+    let branches: Vec<(usize, &str)> = vec![
+        (turns[0], "Thought: go back.\nAction: move left"),
+        (turns[turns.len() - 1], "Action: stop"),
+        (turns[0], "I am lost"),
+    ];
+    let (chosen, rejected) = lm.score_with_branches(conv, &turns, &branches, false).unwrap();
+    let plain = lm.score_turns_at(&[(conv.as_slice(), turns.as_slice())], false).unwrap();
+    let diff = |a: &candle_core::Tensor, b: &candle_core::Tensor| {
+        (a - b).unwrap().abs().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    };
+    assert!(diff(&chosen.logp, &plain.logp) < 1e-4);
+    assert_eq!(chosen.tokens, plain.tokens);
+    for (k, &(t, text)) in branches.iter().enumerate() {
+        let mut c = conv[..t].to_vec();
+        c.push(Message::assistant(text));
+        let alone = lm.score_turns_at(&[(c.as_slice(), &[t][..])], false).unwrap();
+        let got = rejected.logp.get(k).unwrap().to_scalar::<f32>().unwrap();
+        let want = alone.logp.get(0).unwrap().to_scalar::<f32>().unwrap();
+        assert!((got - want).abs() < 1e-4, "branch {k}: {got} vs {want}");
+        assert_eq!(rejected.tokens[k], alone.tokens[0]);
+    }
+}

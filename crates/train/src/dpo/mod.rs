@@ -17,7 +17,6 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stepagent_lm::OptimConfig;
-use stepagent_policy::Message;
 
 use crate::epochs::{run_epochs, Schedule, Tick};
 use crate::inspect::StepTriple;
@@ -119,7 +118,11 @@ fn group_logps(
     let mut distinct = turns.clone();
     distinct.sort_unstable();
     distinct.dedup();
-    let chosen = model.score_turns_at(&[(conv.as_slice(), distinct.as_slice())], grad)?;
+    // One pass: the expert's turns (each distinct one once) and the agent's turns packed as
+    // branches off the same history.
+    let branches: Vec<(usize, &str)> =
+        g.triples.iter().map(|&i| (all[i].turn, all[i].agent.as_str())).collect();
+    let (chosen, rejected) = model.score_with_branches(conv, &distinct, &branches, grad)?;
     let pick: Vec<u32> =
         turns.iter().map(|t| distinct.binary_search(t).expect("listed") as u32).collect();
     let idx = candle_core::Tensor::new(pick.as_slice(), chosen.logp.device())?;
@@ -127,19 +130,6 @@ fn group_logps(
         logp: chosen.logp.index_select(&idx, 0)?,
         tokens: pick.iter().map(|&k| chosen.tokens[k as usize]).collect(),
     };
-    let branches: Vec<Vec<Message>> = g
-        .triples
-        .iter()
-        .map(|&i| {
-            let mut c = conv[..all[i].turn].to_vec();
-            c.push(Message::assistant(all[i].agent.clone()));
-            c
-        })
-        .collect();
-    let last: Vec<[usize; 1]> = branches.iter().map(|b| [b.len() - 1]).collect();
-    let items: Vec<(&[Message], &[usize])> =
-        branches.iter().zip(&last).map(|(b, l)| (b.as_slice(), l.as_slice())).collect();
-    let rejected = model.score_turns_at(&items, grad)?;
     Ok((chosen, rejected))
 }
 
