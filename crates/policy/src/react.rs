@@ -40,6 +40,10 @@ pub const END_OF_TURN_TOKENS: &[&str] =
 /// The reply to the instruction turn, as in ETO's data.
 pub const ACK: &str = "OK";
 
+/// Where a generated agent turn is cut, besides the model's end-of-turn token: the start of an
+/// observation, which small models often go on to invent.
+pub const TURN_STOP: &str = "\nObservation:";
+
 /// The action in a ReAct reply, or `None` if the reply has no (non-empty) action.
 ///
 /// See the module docs for the rule.

@@ -10,6 +10,7 @@ use stepagent_lm::LoraConfig;
 use crate::dpo::ReflectConfig;
 use crate::inspect::InspectConfig;
 use crate::sft::SftConfig;
+use crate::traj::BadRecords;
 use crate::TrainError;
 
 /// The training method.
@@ -71,7 +72,20 @@ pub struct DataConfig {
     /// The world's options (its own keys).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub world_options: Option<toml::Table>,
-    /// Training tasks (the first ones of the train split) the expert plays. Default 64.
+    /// Training trajectories from a file instead of the world's expert: ETO / AgentGym SFT
+    /// JSON (either shape) or JSONL transcripts, e.g. ETO's `alfworld_sft.json`. The first
+    /// `train_tasks` usable records are used. Default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expert_file: Option<PathBuf>,
+    /// Held-out trajectories from a file (as `expert_file`) instead of the world's expert on
+    /// `heldout_split`. Default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heldout_file: Option<PathBuf>,
+    /// A record of those files that is no usable trajectory: `reject` (stop, naming file,
+    /// record and turn) or `skip` (leave it out, counted in the metrics). Default `reject`.
+    pub bad_records: BadRecords,
+    /// Training tasks (the first ones of the train split) the expert plays, or records taken
+    /// from `expert_file`. Default 64.
     pub train_tasks: usize,
     /// Held-out expert trajectories for the agreement curve and the held-out loss. Default 16.
     pub heldout_tasks: usize,
@@ -88,6 +102,9 @@ impl Default for DataConfig {
         DataConfig {
             world: None,
             world_options: None,
+            expert_file: None,
+            heldout_file: None,
+            bad_records: BadRecords::Reject,
             train_tasks: 64,
             heldout_tasks: 16,
             heldout_split: Split::Seen,

@@ -2,7 +2,8 @@
 //! a stage of the run directory, so a killed run continues from its last finished unit.
 //!
 //! Stages (`runs/<name>/stages/…`):
-//! - `expert`: `train.json`, `heldout.json` (the expert trajectories).
+//! - `expert`: `train.json`, `heldout.json` (the expert trajectories: the world's expert, or
+//!   the records of `data.expert_file` / `data.heldout_file`).
 //! - `eval-base`: the untuned model's agreement (and success, if episodes are configured).
 //! - `sft`: `trainable.safetensors` and per-epoch metrics; resumable by epoch.
 //! - `eval-sft`: the curve's cycle 0.
@@ -31,7 +32,7 @@ use crate::inspect::{inspect_all, InspectStats, InspectUnit, StepTriple};
 use crate::model::{load_vars, restore_vars, snapshot_vars, StepModel};
 use crate::run::{write_atomic, MetricsLog, RunDir, UnitLog};
 use crate::sft::train_sft;
-use crate::traj::{from_world_expert, Trajectory};
+use crate::traj::{from_file, from_world_expert, Trajectory};
 use crate::TrainError;
 
 /// What a run reports as it goes (for progress bars and logs). An error returned by the
@@ -201,6 +202,7 @@ fn evaluate(
             sampling: SamplingConfig {
                 temperature: 0.0,
                 max_new_tokens: ev.max_new_tokens,
+                stop: vec![stepagent_policy::react::TURN_STOP.into()],
                 ..SamplingConfig::default()
             },
             caches: EpisodeCaches::new(stepagent_lm::engine::EPISODE_CACHES),
@@ -269,14 +271,32 @@ pub fn run_pipeline(
     let mut cx = Ctx { cfg, run, metrics: run.metrics()?, observer, seconds: Vec::new() };
 
     // Expert data.
-    let dir = cx.stage("expert", None, |_, dir| {
-        let n = cfg.data.train_tasks.min(world.num_tasks(Split::Train));
-        let tasks: Vec<TaskId> = (0..n).map(|i| TaskId::new(Split::Train, i)).collect();
-        let train = from_world_expert(world, &tasks, cfg.data.seed, cfg.data.workers)?;
-        let split = cfg.data.heldout_split;
-        let h = cfg.data.heldout_tasks.min(world.num_tasks(split));
-        let tasks: Vec<TaskId> = (0..h).map(|i| TaskId::new(split, i)).collect();
-        let heldout = from_world_expert(world, &tasks, cfg.data.seed, cfg.data.workers)?;
+    let dir = cx.stage("expert", None, |cx, dir| {
+        let d = &cfg.data;
+        let (train, skipped_train) = match &d.expert_file {
+            Some(f) => from_file(f, d.train_tasks, d.bad_records)?,
+            None => {
+                let n = d.train_tasks.min(world.num_tasks(Split::Train));
+                let tasks: Vec<TaskId> = (0..n).map(|i| TaskId::new(Split::Train, i)).collect();
+                (from_world_expert(world, &tasks, d.seed, d.workers)?, 0)
+            }
+        };
+        let (heldout, skipped_heldout) = match &d.heldout_file {
+            Some(f) => from_file(f, d.heldout_tasks, d.bad_records)?,
+            None => {
+                let split = d.heldout_split;
+                let h = d.heldout_tasks.min(world.num_tasks(split));
+                let tasks: Vec<TaskId> = (0..h).map(|i| TaskId::new(split, i)).collect();
+                (from_world_expert(world, &tasks, d.seed, d.workers)?, 0)
+            }
+        };
+        let counts = json!({
+            "train": train.len(),
+            "heldout": heldout.len(),
+            "skipped_train_records": skipped_train,
+            "skipped_heldout_records": skipped_heldout,
+        });
+        cx.log("expert", "data", &counts)?;
         write_json(&dir.join("train.json"), &train)?;
         write_json(&dir.join("heldout.json"), &heldout)
     })?;

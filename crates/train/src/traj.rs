@@ -1,8 +1,12 @@
 //! Expert trajectories as the algorithms see them: a conversation in ETO's layout plus, when
 //! known, the world, task and seed that replay it.
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
+use stepagent_data::Dataset;
 use stepagent_env::{TaskId, World};
+use stepagent_eval::message_of;
 use stepagent_policy::policies::ExpertPolicy;
 use stepagent_policy::runner::{RunConfig, Runner};
 use stepagent_policy::{react, Message, Role};
@@ -116,6 +120,78 @@ pub fn from_world_expert(
     Ok(out)
 }
 
+/// What to do with a record of an expert file that is not a usable trajectory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BadRecords {
+    /// Stop with an error naming the file, the record and the turn (default).
+    #[default]
+    Reject,
+    /// Leave the record out and count it.
+    Skip,
+}
+
+/// Expert trajectories from a file users have: ETO / AgentGym SFT JSON (either shape; a record
+/// carrying `task` and `world` keys, as `stepagent env expert` writes them, replays in its
+/// world) or our JSONL transcripts (the successful episodes). The first `limit` usable
+/// records, and how many were skipped.
+pub fn from_file(
+    path: &Path,
+    limit: usize,
+    bad: BadRecords,
+) -> Result<(Vec<Trajectory>, usize), TrainError> {
+    let data = Dataset::load(path).map_err(|e| TrainError::file(path, e))?;
+    let records: Vec<(String, Vec<Message>, usize, Option<Origin>)> = match data {
+        Dataset::Sft { records, .. } => records
+            .into_iter()
+            .map(|r| {
+                let origin = origin_of(
+                    r.extra.get("world").and_then(|v| v.as_str()),
+                    r.extra.get("task").and_then(|v| v.as_str()),
+                    r.extra.get("seed").and_then(|v| v.as_u64()),
+                );
+                (r.id, r.conversations.iter().map(message_of).collect(), 2, origin)
+            })
+            .collect(),
+        Dataset::Transcripts(ts) => ts
+            .into_iter()
+            .filter(|t| t.success)
+            .map(|t| {
+                let origin = origin_of(Some(&t.world), Some(&t.task), Some(t.seed));
+                let conv = t.conversations.iter().map(message_of).collect();
+                (t.id, conv, t.prompt_turns, origin)
+            })
+            .collect(),
+        Dataset::Dpo { .. } => {
+            return Err(TrainError::file(
+                path,
+                "holds preference pairs (prompt/chosen/rejected); expert trajectories are SFT \
+                 JSON or JSONL transcripts",
+            ))
+        }
+    };
+    let (mut out, mut skipped) = (Vec::new(), 0);
+    for (index, (id, mut conversation, prompt_turns, origin)) in records.into_iter().enumerate() {
+        if out.len() == limit {
+            break;
+        }
+        // A transcript ends with the observation that answered the last action.
+        while conversation.last().is_some_and(|m| m.role != Role::Assistant) {
+            conversation.pop();
+        }
+        match (Trajectory { id: id.clone(), conversation, prompt_turns, origin }).checked() {
+            Ok(t) => out.push(t),
+            Err(_) if bad == BadRecords::Skip => skipped += 1,
+            Err(e) => return Err(TrainError::file(path, format!("record {index}: {e}"))),
+        }
+    }
+    Ok((out, skipped))
+}
+
+fn origin_of(world: Option<&str>, task: Option<&str>, seed: Option<u64>) -> Option<Origin> {
+    Some(Origin { world: world?.to_string(), task: task?.parse().ok()?, seed: seed.unwrap_or(0) })
+}
+
 /// Normalises an action for comparison: lower case, single spaces, no trailing period.
 pub fn normalise_action(action: &str) -> String {
     let s = action.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
@@ -161,6 +237,51 @@ mod tests {
         };
         let err = t.checked().unwrap_err().to_string();
         assert!(err.contains("trajectory x, turn 3"), "{err}");
+    }
+
+    fn write(name: &str, text: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("stepagent-traj-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const GOOD: &str = r#"{"id": "alfworld_1", "conversations": [
+        {"from": "human", "value": "Interact with a household."}, {"from": "gpt", "value": "OK"},
+        {"from": "human", "value": "You are in a room. Your task is to: put a mug in sink."},
+        {"from": "gpt", "value": "Thought: find it.\nAction: go to sink 1"}]}"#;
+    const BROKEN: &str = r#"{"id": "alfworld_2", "conversations": [
+        {"from": "human", "value": "Interact with a household."}, {"from": "gpt", "value": "OK"},
+        {"from": "human", "value": "You are in a room."},
+        {"from": "gpt", "value": "Thought: I forgot the action line."}]}"#;
+
+    #[test]
+    fn an_expert_file_with_a_broken_record_is_rejected_by_record_and_turn_or_skipped() {
+        let path = write("broken.json", &format!("[{GOOD}, {BROKEN}, {GOOD}]"));
+        let err = from_file(&path, 10, BadRecords::Reject).unwrap_err().to_string();
+        assert!(
+            err.contains("broken.json")
+                && err.contains("record 1")
+                && err.contains("alfworld_2")
+                && err.contains("turn 3"),
+            "{err}"
+        );
+        let (ok, skipped) = from_file(&path, 10, BadRecords::Skip).unwrap();
+        assert_eq!((ok.len(), skipped), (2, 1));
+        assert_eq!(ok[0].expert_actions(), ["go to sink 1"]);
+        assert!(ok[0].origin.is_none());
+        // `limit` counts usable records.
+        assert_eq!(from_file(&path, 1, BadRecords::Skip).unwrap().0.len(), 1);
+    }
+
+    #[test]
+    fn the_real_eto_sample_loads_as_trajectories() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/alfworld-eto-sample.json");
+        let (t, skipped) = from_file(&path, usize::MAX, BadRecords::Reject).unwrap();
+        assert_eq!((t.len(), skipped), (33, 0));
+        assert!(t.iter().all(|t| !t.step_turns().is_empty()));
     }
 
     #[test]

@@ -137,8 +137,9 @@ pub struct SamplingArgs {
     /// Sampling temperature of a local model (0: greedy, as evaluation usually is).
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f64,
-    /// Most tokens a local model writes per turn (a ReAct turn is a thought and an action).
-    #[arg(long, default_value_t = 128)]
+    /// Most tokens a local model writes per turn (a ReAct turn is a thought and an action:
+    /// ETO's expert turns are 20–60 tokens). The same default as training's evaluation.
+    #[arg(long, default_value_t = 96)]
     pub max_new_tokens: usize,
 }
 
@@ -149,7 +150,7 @@ impl SamplingArgs {
         SamplingConfig {
             temperature: self.temperature,
             max_new_tokens: self.max_new_tokens,
-            stop: vec!["\nObservation:".into()],
+            stop: vec![stepagent_policy::react::TURN_STOP.into()],
             max_batch: 1,
             ..SamplingConfig::default()
         }

@@ -8,6 +8,7 @@ mod demo;
 mod env;
 mod eval;
 mod model;
+mod quickstart;
 mod serve;
 mod train;
 
@@ -29,7 +30,10 @@ enum Command {
     Data(data::DataCommand),
     /// Evaluate a policy on held-out tasks (report.json, report.md, transcripts), or compare reports.
     Eval(eval::EvalArgs),
-    /// The main job on the embedded default: expert vs random in the household world.
+    /// The main job on the embedded default: expert data, SFT and one StepAgent-Implicit cycle
+    /// on the household world with the default model, evaluated against the base model.
+    Quickstart(quickstart::QuickstartArgs),
+    /// Expert vs random play in the household world (seconds; no model).
     Demo(demo::DemoArgs),
     /// Train an agent (SFT, StepAgent-Implicit) from a TOML run config into runs/<name>/;
     /// rerunning a killed run continues it.
@@ -47,6 +51,7 @@ impl Cli {
             Command::Env(c) => c.run(),
             Command::Data(c) => c.run(),
             Command::Eval(a) => a.run(),
+            Command::Quickstart(a) => a.run(),
             Command::Demo(a) => a.run(),
             Command::Train(a) => a.run(),
             Command::Model(c) => c.run(),

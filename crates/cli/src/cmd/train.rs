@@ -1,9 +1,10 @@
 //! `stepagent train CONFIG.toml`: SFT and StepAgent-Implicit into `runs/<name>/`, resumable.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
 use stepagent_env::{registry, WorldRef};
 use stepagent_lm::{fetch, Lm};
 use stepagent_train::config::TrainConfig;
@@ -41,7 +42,7 @@ fn open_world(cfg: &TrainConfig) -> anyhow::Result<WorldRef> {
     registry::open(name, &options).with_context(|| format!("config key `data.world`: `{name}`"))
 }
 
-fn print_summary(s: &Summary) {
+pub fn print_summary(s: &Summary) {
     println!(
         "\n{:<10} {:>14} {:>14} {:>16} {:>12} {:>12}",
         "point", "agree(held)", "agree(train)", "expert logp(held)", "seen", "unseen"
@@ -75,54 +76,101 @@ impl TrainArgs {
     pub fn run(self) -> anyhow::Result<()> {
         let text = std::fs::read_to_string(&self.config)
             .with_context(|| format!("reading {}", self.config.display()))?;
-        let cfg =
-            TrainConfig::from_toml(&text).with_context(|| format!("{}", self.config.display()))?;
-        let world = open_world(&cfg).with_context(|| format!("{}", self.config.display()))?;
-        let model = match cfg.model.path.as_deref() {
-            None => bail!("{}: config key `model.path`: required (a .gguf file, a Hugging Face directory, or `default`)", self.config.display()),
-            Some(p) if p.as_os_str() == "default" => fetch::ensure_default_model(&mut |m| eprintln!("{m}"))?,
-            Some(p) => p.to_path_buf(),
-        };
-        let dir = self.runs.join(&cfg.name);
-        let run = RunDir::open(&dir, &cfg, self.force)?;
-        eprintln!("run {} (model {})", dir.display(), model.display());
-        let mut lm = Lm::load(&model).with_context(|| format!("loading {}", model.display()))?;
-        let mut started: Option<(String, Instant)> = None;
-        let mut observer = |e: &Event<'_>| {
-            match e {
-                Event::StageStart { stage, units } => {
-                    eprintln!(
-                        "[{stage}] started{}",
-                        units.map(|u| format!(" ({u} units)")).unwrap_or_default()
-                    );
-                    started = Some((stage.to_string(), Instant::now()));
-                }
-                Event::Unit { stage, done, of } => {
-                    let eta = started.as_ref().filter(|(s, _)| s == stage).map(|(_, t0)| {
-                        let per = t0.elapsed().as_secs_f64() / *done as f64;
-                        per * (of - done) as f64
-                    });
-                    eprintln!(
-                        "[{stage}] {done}/{of}{}",
-                        eta.map(|s| format!(", ETA {s:.0} s")).unwrap_or_default()
-                    );
-                }
-                Event::Metrics(v) => {
-                    let kind = v["kind"].as_str().unwrap_or("");
-                    if kind.ends_with("epoch") || kind == "eval" || kind == "inspect" {
-                        eprintln!("  {v}");
-                    }
-                }
-                Event::StageDone { stage, seconds } if *seconds > 0.0 => {
-                    eprintln!("[{stage}] done in {seconds:.1} s")
-                }
-                Event::StageDone { stage, .. } => eprintln!("[{stage}] already done"),
-            }
-            Ok::<(), stepagent_train::TrainError>(())
-        };
-        let summary = run_pipeline(&cfg, &run, &mut lm, world.as_ref(), &mut observer)?;
-        print_summary(&summary);
-        println!("\nwritten: {}", dir.display());
+        let label = self.config.display().to_string();
+        let cfg = TrainConfig::from_toml(&text).with_context(|| label.clone())?;
+        run_training(&cfg, &label, &self.runs, self.force)?;
         Ok(())
+    }
+}
+
+/// Runs (or continues) `cfg` into `runs/<name>/`, printing progress, the curve and the wall
+/// times. `label` names where the config came from, in errors.
+pub fn run_training(
+    cfg: &TrainConfig,
+    label: &str,
+    runs: &Path,
+    force: bool,
+) -> anyhow::Result<Summary> {
+    let world = open_world(cfg).with_context(|| label.to_string())?;
+    let model = match cfg.model.path.as_deref() {
+        None => bail!(
+            "{label}: config key `model.path`: required (a .gguf file, a Hugging Face \
+             directory, or `default`)"
+        ),
+        Some(p) if p.as_os_str() == "default" => {
+            fetch::ensure_default_model(&mut |m| eprintln!("{m}"))?
+        }
+        Some(p) => p.to_path_buf(),
+    };
+    let dir = runs.join(&cfg.name);
+    let run = RunDir::open(&dir, cfg, force)?;
+    eprintln!("run {} (model {})", dir.display(), model.display());
+    let mut lm = Lm::load(&model).with_context(|| format!("loading {}", model.display()))?;
+    let t0 = Instant::now();
+    let mut progress = StageProgress::default();
+    let mut observer = |e: &Event<'_>| {
+        progress.observe(e, t0);
+        Ok::<(), stepagent_train::TrainError>(())
+    };
+    let summary = run_pipeline(cfg, &run, &mut lm, world.as_ref(), &mut observer)?;
+    print_summary(&summary);
+    println!("\nwritten: {} (report.md, plots/, summary.json)", dir.display());
+    Ok(summary)
+}
+
+/// Progress of the running stage: a bar with an ETA over its units where it has them (drawn
+/// on a terminal only), and a line per stage and per epoch or evaluation either way.
+#[derive(Default)]
+struct StageProgress {
+    bar: Option<ProgressBar>,
+}
+
+impl StageProgress {
+    fn observe(&mut self, e: &Event<'_>, t0: Instant) {
+        let elapsed = || format!("{:.0} s", t0.elapsed().as_secs_f64());
+        match e {
+            Event::StageStart { stage, units } => {
+                eprintln!("[{stage}] started at {}", elapsed());
+                self.bar = units.map(|u| {
+                    let bar = ProgressBar::new(u as u64);
+                    bar.set_style(
+                        ProgressStyle::with_template(&format!(
+                            "[{stage}] {{bar:30}} {{pos}}/{{len}}  ETA {{eta}}"
+                        ))
+                        .expect("the template is valid"),
+                    );
+                    bar
+                });
+            }
+            Event::Unit { done, of, .. } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_length(*of as u64);
+                    bar.set_position(*done as u64);
+                }
+            }
+            Event::Metrics(v) => {
+                let kind = v["kind"].as_str().unwrap_or("");
+                if kind.ends_with("epoch") || kind == "eval" || kind == "inspect" {
+                    self.println(&format!("  {v}"));
+                }
+            }
+            Event::StageDone { stage, seconds } => {
+                if let Some(bar) = self.bar.take() {
+                    bar.finish_and_clear();
+                }
+                if *seconds > 0.0 {
+                    eprintln!("[{stage}] done in {seconds:.1} s (run at {})", elapsed());
+                } else {
+                    eprintln!("[{stage}] already done");
+                }
+            }
+        }
+    }
+
+    fn println(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
     }
 }
