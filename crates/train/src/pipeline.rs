@@ -371,11 +371,13 @@ pub fn run_pipeline(
         let name = format!("cycle-{k}-reflect");
         let dir = cx.stage(&name, Some(cfg.reflect.epochs), |cx, dir| {
             let reference = cached_reference(dir, triples.len(), || match cfg.reflect.reference {
-                Reference::CycleStart => reference_logps(lm_ref, &train, &triples),
+                Reference::CycleStart => {
+                    reference_logps(lm_ref, &train, &triples, cfg.reflect.pairs_per_pass)
+                }
                 Reference::Sft => {
                     let now = snapshot_vars(&vars)?;
                     load_vars(&sft_dir.join("trainable.safetensors"), &vars)?;
-                    let r = reference_logps(lm_ref, &train, &triples);
+                    let r = reference_logps(lm_ref, &train, &triples, cfg.reflect.pairs_per_pass);
                     restore_vars(&vars, &now)?;
                     r
                 }

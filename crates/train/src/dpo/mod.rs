@@ -52,6 +52,12 @@ pub struct ReflectConfig {
     pub epochs: usize,
     /// Trajectories (with all their pairs) per optimizer step. Default 4.
     pub batch: usize,
+    /// Pairs of one trajectory scored in one forward pass (its history once, the agent's
+    /// turns packed after it; 0: all of them). Memory grows with the square of a pass's
+    /// length: on SmolLM2 a household trajectory with all ~8 pairs packed (~1,300 tokens)
+    /// took 24 GB with gradients and was killed; 2 keeps a pass near the trajectory's own
+    /// length. Exact either way: each pair's loss lies within one pass. Default 2.
+    pub pairs_per_pass: usize,
     /// AdamW and its schedule (`total_steps = 0`: cosine over the cycle). Default lr 5e-5,
     /// warmup 1 step, clip 1.0.
     pub optim: OptimConfig,
@@ -67,6 +73,7 @@ impl Default for ReflectConfig {
             reference: Reference::CycleStart,
             epochs: 1,
             batch: 4,
+            pairs_per_pass: 2,
             optim: OptimConfig { lr: 5e-5, warmup_steps: 1, ..OptimConfig::default() },
             seed: 0,
         }
@@ -133,6 +140,15 @@ fn group_logps(
     Ok((chosen, rejected))
 }
 
+/// `g` as passes of at most `per_pass` pairs (0: one pass), in turn order so that a pass's
+/// shared history is as short as its latest pair allows.
+fn passes<'a>(g: &Group<'a>, all: &[StepTriple], per_pass: usize) -> Vec<Group<'a>> {
+    let mut triples = g.triples.clone();
+    triples.sort_by_key(|&i| all[i].turn);
+    let size = if per_pass == 0 { triples.len().max(1) } else { per_pass };
+    triples.chunks(size).map(|c| Group { traj: g.traj, triples: c.to_vec() }).collect()
+}
+
 fn groups<'a>(
     trajectories: &'a [Trajectory],
     triples: &[StepTriple],
@@ -161,9 +177,11 @@ pub fn reference_logps(
     model: &dyn StepModel,
     trajectories: &[Trajectory],
     triples: &[StepTriple],
+    pairs_per_pass: usize,
 ) -> Result<Vec<RefLogps>, TrainError> {
     let mut out = vec![RefLogps { chosen: 0.0, rejected: 0.0 }; triples.len()];
-    for g in groups(trajectories, triples)? {
+    let all = groups(trajectories, triples)?;
+    for g in all.iter().flat_map(|g| passes(g, triples, pairs_per_pass)) {
         let (c, r) = group_logps(model, &g, triples, false)?;
         let (c, r) = (c.logp.to_vec1::<f32>()?, r.logp.to_vec1::<f32>()?);
         for (k, &i) in g.triples.iter().enumerate() {
@@ -226,9 +244,8 @@ pub fn train_step_dpo(
     let mut batch_fn = |batch: &[usize], opt: &mut Optimizer| -> Result<Value, TrainError> {
         let total: usize = batch.iter().map(|&g| groups[g].triples.len()).sum();
         let mut parts = Vec::with_capacity(batch.len());
-        for &gi in batch {
-            let g = &groups[gi];
-            let (c, r) = group_logps(model, g, triples, true)?;
+        for g in batch.iter().flat_map(|&gi| passes(&groups[gi], triples, cfg.pairs_per_pass)) {
+            let (c, r) = group_logps(model, &g, triples, true)?;
             let ref_c: Vec<f32> = g.triples.iter().map(|&i| reference[i].chosen).collect();
             let ref_r: Vec<f32> = g.triples.iter().map(|&i| reference[i].rejected).collect();
             let pairs = PairLogps {
