@@ -191,13 +191,16 @@ pub fn is_local_model(spec: &str) -> bool {
 
 /// A progress bar over `len` episodes with a running success count; drawn only on a terminal.
 pub fn progress(len: usize, what: &str) -> ProgressBar {
+    styled_bar(
+        len,
+        &format!("{what} {{bar:30}} {{pos}}/{{len}} episodes  {{per_sec}}  ETA {{eta}}  {{msg}}"),
+    )
+}
+
+/// A progress bar over `len` units drawn with an indicatif `template`.
+pub fn styled_bar(len: usize, template: &str) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
-    bar.set_style(
-        ProgressStyle::with_template(&format!(
-            "{what} {{bar:30}} {{pos}}/{{len}} episodes  {{per_sec}}  ETA {{eta}}  {{msg}}"
-        ))
-        .expect("the template is valid"),
-    );
+    bar.set_style(ProgressStyle::with_template(template).expect("the template is valid"));
     bar
 }
 

@@ -4,12 +4,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use stepagent_env::{registry, WorldRef};
 use stepagent_lm::{fetch, Lm};
 use stepagent_train::config::TrainConfig;
 use stepagent_train::pipeline::{run_pipeline, Event, Summary};
 use stepagent_train::run::RunDir;
+
+use super::eval::styled_bar;
 
 /// Arguments of `stepagent train`.
 #[derive(clap::Args)]
@@ -132,14 +134,7 @@ impl StageProgress {
             Event::StageStart { stage, units } => {
                 eprintln!("[{stage}] started at {}", elapsed());
                 self.bar = units.map(|u| {
-                    let bar = ProgressBar::new(u as u64);
-                    bar.set_style(
-                        ProgressStyle::with_template(&format!(
-                            "[{stage}] {{bar:30}} {{pos}}/{{len}}  ETA {{eta}}"
-                        ))
-                        .expect("the template is valid"),
-                    );
-                    bar
+                    styled_bar(u, &format!("[{stage}] {{bar:30}} {{pos}}/{{len}}  ETA {{eta}}"))
                 });
             }
             Event::Unit { done, of, .. } => {
