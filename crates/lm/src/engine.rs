@@ -251,11 +251,6 @@ impl EpisodeCaches {
         Ok(out)
     }
 
-    /// Drops every cache (after the model's weights change, cached keys are stale).
-    pub fn clear(&self) {
-        self.lock().clear();
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, PromptCache)>> {
         // A panic elsewhere cannot leave a cache half-written here: entries are taken out
         // while in use, so the list itself is always consistent.

@@ -151,12 +151,9 @@ impl StepModel for Lm {
     ) -> Result<(TurnScores, TurnScores), TrainError> {
         let last = turns.iter().chain(branches.iter().map(|(t, _)| t)).max().copied();
         let Some(last) = last else {
-            let empty = || TurnScores {
-                logp: Tensor::zeros(0, candle_core::DType::F32, &candle_core::Device::Cpu)
-                    .expect("an empty tensor"),
-                tokens: Vec::new(),
-            };
-            return Ok((empty(), empty()));
+            let empty = Tensor::zeros(0, candle_core::DType::F32, self.model.device())?;
+            let none = || TurnScores { logp: empty.clone(), tokens: Vec::new() };
+            return Ok((none(), none()));
         };
         let full = self.render(&conversation[..=last], false)?;
         let spans = turns
