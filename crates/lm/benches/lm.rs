@@ -1,11 +1,14 @@
 //! Engine benchmark on the default model (SmolLM2-135M-Instruct, f32 on the CPU):
 //! prefill and decode throughput, prefix-reuse speed-up on a real household expert
-//! trajectory, and full fine-tuning step time and peak memory.
+//! trajectory, scoring without gradients, and training step time (full fine-tuning and LoRA)
+//! with peak memory.
 //!
-//! `cargo bench -p stepagent-lm --bench lm` (threads: `RAYON_NUM_THREADS`, default 2; model:
-//! `STEPAGENT_MODEL=PATH`, else the cached default model, fetched if absent). Each step is
-//! timed a few times and the median is printed; steps are seconds long, so a statistics
-//! harness would add nothing but run time.
+//! `cargo bench -p stepagent-lm --bench lm [-- FILTER]` (threads: `RAYON_NUM_THREADS`,
+//! default 2; model: `STEPAGENT_MODEL=PATH`, else the cached default model, fetched if
+//! absent; `STEPAGENT_BENCH_JSON=FILE` also writes every figure to FILE as one JSON object,
+//! which `bench/torch/run.sh` reads to print the ratios against PyTorch). Each step is timed a
+//! few times and the median is printed; steps are seconds long, so a statistics harness would
+//! add nothing but run time.
 
 use candle_core::Tensor;
 use rand::SeedableRng;
@@ -14,8 +17,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use stepagent_lm::generate::{sample, SamplingConfig};
 use stepagent_lm::model::{KvCache, Positions};
+use stepagent_lm::score::{token_logprobs, SpanQuery};
 use stepagent_lm::train::{sft_loss, AdamW, OptimConfig};
-use stepagent_lm::{ChatModel, Lm, Rendered};
+use stepagent_lm::{ChatModel, Lm, LoraConfig, Rendered};
 use stepagent_policy::{Message, Role};
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -56,6 +60,32 @@ fn peak_rss_gib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// Every figure printed, by key, for `STEPAGENT_BENCH_JSON`.
+#[derive(Default)]
+struct Figures(Vec<(String, f64)>);
+
+impl Figures {
+    fn put(&mut self, key: &str, value: f64) {
+        self.0.push((key.to_string(), value));
+    }
+
+    fn write_if_asked(&self) {
+        let Some(path) = std::env::var_os("STEPAGENT_BENCH_JSON") else { return };
+        let map: serde_json::Map<String, serde_json::Value> =
+            self.0.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
+        let text = serde_json::to_string_pretty(&map).expect("figures as JSON");
+        std::fs::write(&path, text).expect("write STEPAGENT_BENCH_JSON");
+    }
+}
+
+/// Which weights a training step updates.
+#[derive(Clone, Copy)]
+enum Tuning {
+    Full,
+    /// Rank 16, alpha 32, all seven linear layers of every block (as the quickstart).
+    Lora,
+}
+
 fn fixture_trajectory() -> Vec<Message> {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/alfworld-eto-sample.json");
@@ -90,6 +120,7 @@ fn main() {
     let text_ids = rendered.ids.clone();
     println!("fixture trajectory: {} turns, {} tokens", traj.len(), text_ids.len());
     let dev = lm.model.device().clone();
+    let mut figures = Figures::default();
 
     if want("prefill") {
         let n = 512.min(text_ids.len());
@@ -107,6 +138,7 @@ fn main() {
             })
             .collect();
         let cpu = (cpu_seconds() - cpu0) / 3.0;
+        figures.put(&format!("prefill_1x{n}_tok_s"), n as f64 / median(runs.clone()));
         println!(
             "prefill 1x{n}: {:.0} tok/s wall, {:.0} tok/s CPU-normalised (PyTorch here: ~440)",
             n as f64 / median(runs),
@@ -152,6 +184,7 @@ fn main() {
             });
             let cpu = cpu_seconds() - cpu0;
             let n = (batch * steps) as f64;
+            figures.put(&format!("decode_b{batch}_tok_s"), n / secs);
             println!(
                 "decode batch {batch:>2}: {:.1} tok/s wall, {:.1} tok/s CPU-normalised (128-token prompt; PyTorch batch 1 here: ~16.5)",
                 n / secs,
@@ -173,6 +206,7 @@ fn main() {
             .collect();
         let (plain, t_plain) = time(|| lm.generate(&histories, &cfg, &seeds).unwrap());
         let same = reuse.iter().zip(&plain).filter(|(a, b)| a.tokens == b.tokens).count();
+        figures.put("prefix_reuse_speedup", t_plain / t_reuse);
         println!(
             "prefix reuse, {turns} step prompts of one expert trajectory ({} tokens): {t_reuse:.1} s vs {t_plain:.1} s plain = {:.1}x ({same}/{turns} identical)",
             text_ids.len(),
@@ -180,12 +214,40 @@ fn main() {
         );
     }
 
+    if want("score") {
+        // Log-probs of every token of one sequence without gradients: what reference
+        // log-probs and the agreement curve cost.
+        let n = 512.min(text_ids.len());
+        let spans: Vec<std::ops::Range<usize>> = std::iter::once(1..n).collect();
+        let q = [SpanQuery { ids: &text_ids[..n], spans: &spans }];
+        let runs: Vec<f64> =
+            (0..3).map(|_| time(|| token_logprobs(&lm.model, &q, false).unwrap()).1).collect();
+        let s = median(runs);
+        figures.put(&format!("score_1x{n}_s"), s);
+        println!("score 1x{n} (log-probs, no gradients): {s:.2} s = {:.0} tok/s", n as f64 / s);
+    }
+
     if want("train") {
         // A fresh model per shape, the inference one dropped: the peak is the step's own.
         drop(lm);
-        for (b, t, torch_s, torch_gib) in [(1usize, 512usize, 4.46, 4.3), (4, 256, 7.45, 5.9)] {
+        let shapes = [
+            (Tuning::Full, 1usize, 512usize, 4.46, 4.3),
+            (Tuning::Full, 4, 256, 7.45, 5.9),
+            (Tuning::Lora, 1, 512, 2.88, f64::NAN),
+        ];
+        for (tuning, b, t, torch_s, torch_gib) in shapes {
             let mut lm = Lm::load(&path).expect("load model");
-            lm.enable_full_finetuning().unwrap();
+            let label = match tuning {
+                Tuning::Full => {
+                    lm.enable_full_finetuning().unwrap();
+                    "full"
+                }
+                Tuning::Lora => {
+                    let cfg = LoraConfig { rank: 16, alpha: 32.0, ..Default::default() };
+                    lm.enable_lora(&cfg).unwrap();
+                    "lora"
+                }
+            };
             let mut opt = AdamW::new(lm.trainable_parameters(), OptimConfig::default()).unwrap();
             let batch: Vec<Rendered> = (0..b)
                 .map(|i| {
@@ -201,7 +263,7 @@ fn main() {
             let mut times = Vec::new();
             let mut cpus = Vec::new();
             reset_peak_rss();
-            for _ in 0..2 {
+            for _ in 0..3 {
                 let cpu0 = cpu_seconds();
                 let (_, s) = time(|| {
                     let loss = sft_loss(&lm.model, &batch).unwrap();
@@ -211,13 +273,17 @@ fn main() {
                 times.push(s);
                 cpus.push(cpu_seconds() - cpu0);
             }
-            let s = times[1];
+            // The first step warms the allocator and the thread pools.
+            let s = median(times[1..].to_vec());
+            let cpu = median(cpus[1..].to_vec()) / 2.0;
+            let rss = peak_rss_gib();
+            figures.put(&format!("train_{label}_{b}x{t}_s"), s);
+            figures.put(&format!("train_{label}_{b}x{t}_peak_rss_gib"), rss);
             println!(
-                "train step {b}x{t} (full fine-tuning, AdamW): {s:.2} s wall = {:.0} tok/s, {:.2} s CPU-normalised, peak RSS {:.1} GiB (PyTorch here: {torch_s} s, {torch_gib} GiB)",
+                "train step {b}x{t} ({label}, AdamW): {s:.2} s wall = {:.0} tok/s, {cpu:.2} s CPU-normalised, peak RSS {rss:.1} GiB (PyTorch here: {torch_s} s, {torch_gib} GiB)",
                 (b * t) as f64 / s,
-                cpus[1] / 2.0,
-                peak_rss_gib()
             );
         }
     }
+    figures.write_if_asked();
 }

@@ -3,11 +3,13 @@
 //! Weights use Hugging Face names (`model.layers.0.self_attn.q_proj.weight`) and layout
 //! (rotate-half RoPE), whatever file they came from, so checkpoints are Hugging Face files.
 //! Every forward returns hidden states (and so logits) for all positions. With `grad` off the
-//! fused candle kernels run (they have no backward); with it on, composed differentiable ops.
+//! fused candle kernels run (they have no backward); with it on, our kernels with their own
+//! backward ([`crate::kernels`]), or candle's composed ops when the model is told to use the
+//! reference ops.
 
 use crate::config::ModelConfig;
 use crate::error::{LmError, Result};
-use crate::kernels::frozen_linear;
+use crate::kernels::{self, frozen_linear};
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::VarBuilder;
 use std::collections::HashMap;
@@ -80,30 +82,32 @@ impl Linear {
     }
 }
 
-fn rms_norm(x: &Tensor, w: &Tensor, eps: f64, grad: bool) -> Result<Tensor> {
-    if !grad {
-        return Ok(candle_nn::ops::rms_norm(&x.contiguous()?, w, eps as f32)?);
-    }
-    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-    let normed = x.broadcast_div(&(ms + eps)?.sqrt()?)?;
-    Ok(normed.broadcast_mul(w)?)
+/// Which implementation of the non-matmul ops a forward runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ops {
+    /// No gradients: candle's fused kernels.
+    Inference,
+    /// Gradients through our kernels.
+    Train,
+    /// Gradients through candle's composed ops ([`kernels::reference`]).
+    Reference,
 }
 
-fn rotate_half(x: &Tensor) -> Result<Tensor> {
-    let d = x.dim(D::Minus1)?;
-    let x1 = x.narrow(D::Minus1, 0, d / 2)?;
-    let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
-    Ok(Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?)
+fn rms_norm(x: &Tensor, w: &Tensor, eps: f64, ops: Ops) -> Result<Tensor> {
+    Ok(match ops {
+        Ops::Inference => candle_nn::ops::rms_norm(&x.contiguous()?, w, eps as f32)?,
+        Ops::Train => kernels::rms_norm(x, w, eps)?,
+        Ops::Reference => kernels::reference::rms_norm(x, w, eps)?,
+    })
 }
 
 /// Rotate-half RoPE; `cos`/`sin` are `(b, t, d/2)`, gathered at each token's position.
-fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, grad: bool) -> Result<Tensor> {
-    if !grad {
-        return Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)?);
-    }
-    let cos = Tensor::cat(&[cos, cos], D::Minus1)?.unsqueeze(1)?;
-    let sin = Tensor::cat(&[sin, sin], D::Minus1)?.unsqueeze(1)?;
-    Ok((x.broadcast_mul(&cos)? + rotate_half(x)?.broadcast_mul(&sin)?)?)
+fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, ops: Ops) -> Result<Tensor> {
+    Ok(match ops {
+        Ops::Inference => candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)?,
+        Ops::Train => kernels::rope(x, cos, sin)?,
+        Ops::Reference => kernels::reference::rope(x, cos, sin)?,
+    })
 }
 
 /// One layer's cached keys and values: buffers `(b, kv_heads, capacity, head_dim)` of which
@@ -285,7 +289,7 @@ impl Attention {
         mask: Option<&Tensor>,
         cache: Option<&mut LayerCache>,
         new_cache: Option<&mut Vec<LayerCache>>,
-        grad: bool,
+        ops: Ops,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let d = self.head_dim;
@@ -294,8 +298,8 @@ impl Attention {
             self.k.forward(x)?.reshape((b, t, self.kv_heads, d))?.transpose(1, 2)?.contiguous()?;
         let v =
             self.v.forward(x)?.reshape((b, t, self.kv_heads, d))?.transpose(1, 2)?.contiguous()?;
-        let q = rope(&q, cos, sin, grad)?;
-        let k = rope(&k, cos, sin, grad)?;
+        let q = rope(&q, cos, sin, ops)?;
+        let k = rope(&k, cos, sin, ops)?;
         let (k, v) = match cache {
             Some(c) => c.append(&k, &v)?,
             None => {
@@ -305,26 +309,19 @@ impl Attention {
                 (k, v)
             }
         };
-        let s = k.dim(2)?;
-        // Grouped-query attention without copying keys: query heads sharing a key head are
-        // stacked along the time axis of one matmul.
-        let rep = self.heads / self.kv_heads;
-        let q = (q * (1.0 / (d as f64).sqrt()))?.reshape((b, self.kv_heads, rep * t, d))?;
-        let scores = q.matmul(&k.t()?)?.reshape((b, self.heads, t, s))?;
-        let scores = match mask {
-            Some(m) => scores.broadcast_add(m)?,
+        let causal;
+        let mask = match mask {
+            Some(m) => m,
             None => {
-                let causal = causal_mask(t, s, x.device())?;
-                scores.broadcast_add(&causal)?
+                causal = causal_mask(t, k.dim(2)?, x.device())?;
+                &causal
             }
         };
-        let probs = if grad {
-            candle_nn::ops::softmax(&scores, D::Minus1)?
-        } else {
-            candle_nn::ops::softmax_last_dim(&scores)?
+        let scale = 1.0 / (d as f64).sqrt();
+        let out = match ops {
+            Ops::Reference => kernels::reference::attention(&q, &k, &v, mask, scale)?,
+            _ => kernels::attention(&q, &k, &v, mask, scale, ops == Ops::Train)?,
         };
-        let probs = probs.reshape((b, self.kv_heads, rep * t, s))?;
-        let out = probs.matmul(&v)?.reshape((b, self.heads, t, d))?;
         let out = out.transpose(1, 2)?.reshape((b, t, self.heads * d))?;
         self.o.forward(&out)
     }
@@ -355,9 +352,13 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let g = self.gate.forward(x)?.silu()?;
-        self.down.forward(&(g * self.up.forward(x)?)?)
+    fn forward(&self, x: &Tensor, ops: Ops) -> Result<Tensor> {
+        let (g, u) = (self.gate.forward(x)?, self.up.forward(x)?);
+        let act = match ops {
+            Ops::Reference => kernels::reference::swiglu(&g, &u)?,
+            _ => kernels::swiglu(&g, &u)?,
+        };
+        self.down.forward(&act)
     }
 }
 
@@ -378,6 +379,8 @@ pub struct Transformer {
     cos: Tensor,
     sin: Tensor,
     device: Device,
+    /// Differentiable forwards through candle's composed ops instead of our kernels.
+    reference_ops: bool,
 }
 
 /// Which linear layers LoRA can adapt, by their Hugging Face names.
@@ -513,12 +516,24 @@ impl Transformer {
             cos,
             sin,
             device: vb.device().clone(),
+            reference_ops: false,
         })
     }
 
     /// The configuration.
     pub fn config(&self) -> &ModelConfig {
         &self.cfg
+    }
+
+    /// Runs differentiable forwards (and log-probs) through candle's composed ops instead of
+    /// our kernels: slower and hungrier, for checking the kernels on whole training runs.
+    pub fn use_reference_ops(&mut self, on: bool) {
+        self.reference_ops = on;
+    }
+
+    /// Whether [`Transformer::use_reference_ops`] is on.
+    pub fn reference_ops(&self) -> bool {
+        self.reference_ops
     }
 
     /// The device the weights live on.
@@ -538,6 +553,11 @@ impl Transformer {
         grad: bool,
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
+        let ops = match (grad, self.reference_ops) {
+            (false, _) => Ops::Inference,
+            (true, false) => Ops::Train,
+            (true, true) => Ops::Reference,
+        };
         let max = self.cos.dim(0)? as u32;
         let flat_pos = pos.positions.flatten_all()?;
         if flat_pos.max(0)?.to_scalar::<u32>()? >= max {
@@ -553,23 +573,23 @@ impl Transformer {
         let fill = cache.as_ref().map(|c| c.layers.is_empty()).unwrap_or(false);
         let mut new_layers = Vec::new();
         for (l, block) in self.blocks.iter().enumerate() {
-            let normed = rms_norm(&x, &block.input_norm, self.cfg.rms_norm_eps, grad)?;
+            let normed = rms_norm(&x, &block.input_norm, self.cfg.rms_norm_eps, ops)?;
             let layer_cache = match cache.as_deref_mut() {
                 Some(c) if !fill => c.layers.get_mut(l),
                 _ => None,
             };
             let sink = if fill { Some(&mut new_layers) } else { None };
-            let a = block.attn.forward(&normed, &cos, &sin, mask, layer_cache, sink, grad)?;
+            let a = block.attn.forward(&normed, &cos, &sin, mask, layer_cache, sink, ops)?;
             x = (x + a)?;
-            let normed = rms_norm(&x, &block.post_norm, self.cfg.rms_norm_eps, grad)?;
-            x = (&x + block.mlp.forward(&normed)?)?;
+            let normed = rms_norm(&x, &block.post_norm, self.cfg.rms_norm_eps, ops)?;
+            x = (&x + block.mlp.forward(&normed, ops)?)?;
         }
         if fill {
             if let Some(c) = cache {
                 c.layers = new_layers;
             }
         }
-        rms_norm(&x, &self.norm, self.cfg.rms_norm_eps, grad)
+        rms_norm(&x, &self.norm, self.cfg.rms_norm_eps, ops)
     }
 
     /// Logits over the vocabulary for hidden states `(…, hidden)`.

@@ -2,7 +2,7 @@
 
 use crate::error::{LmError, Result};
 use crate::model::{Positions, Transformer};
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 use std::ops::Range;
 
 /// A sequence and the spans of it to score: each span's tokens are predicted from everything
@@ -73,9 +73,11 @@ fn pick_logprobs(
     // vocabulary-wide logits are the largest tensor of the whole forward.
     let h = h.index_select(&Tensor::new(rows, dev)?, 0)?;
     let logits = model.logits(&h)?;
-    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let t = Tensor::new(targets, dev)?.unsqueeze(1)?;
-    Ok(logp.gather(&t, 1)?.squeeze(1)?)
+    if model.reference_ops() {
+        Ok(crate::kernels::reference::target_logprobs(&logits, &targets)?)
+    } else {
+        Ok(crate::kernels::target_logprobs(&logits, &targets)?)
+    }
 }
 
 /// A sequence with alternative continuations ("branches") off prefixes of it: the expert's

@@ -3,7 +3,7 @@
 
 use crate::chat::Rendered;
 use crate::error::{LmError, Result};
-use crate::kernels::AdamWStep;
+use crate::kernels::adamw::AdamWStep;
 use crate::model::{LoraAdapter, Transformer, LINEAR_NAMES};
 use crate::score::{token_logprobs, SpanQuery};
 use candle_core::backprop::GradStore;
