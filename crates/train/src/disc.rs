@@ -140,11 +140,8 @@ pub fn auc(positive: &[f64], negative: &[f64]) -> Option<f64> {
     if positive.is_empty() || negative.is_empty() {
         return None;
     }
-    let mut all: Vec<(f64, bool)> = positive
-        .iter()
-        .map(|&s| (s, true))
-        .chain(negative.iter().map(|&s| (s, false)))
-        .collect();
+    let mut all: Vec<(f64, bool)> =
+        positive.iter().map(|&s| (s, true)).chain(negative.iter().map(|&s| (s, false))).collect();
     all.sort_by(|a, b| a.0.total_cmp(&b.0));
     // Mid-ranks (1-based) of each run of equal scores, summed over the positives.
     let mut rank_sum = 0f64;
@@ -302,6 +299,16 @@ impl<M: StepModel> Discriminator<M> {
         Ok(acc.metrics())
     }
 
+    /// `cfg.epochs` passes of [`Discriminator::train_epoch`]; each pass's metrics.
+    pub fn train(
+        &self,
+        trajectories: &[Trajectory],
+        triples: &[StepTriple],
+        opt: &mut Optimizer,
+    ) -> Result<Vec<DiscMetrics>, TrainError> {
+        (0..self.cfg.epochs).map(|e| self.train_epoch(trajectories, triples, opt, e)).collect()
+    }
+
     /// Loss, accuracy and AUC on `triples` (held-out ones, typically), without updates.
     pub fn evaluate(
         &self,
@@ -368,21 +375,19 @@ fn pair_steps<'a>(
     triples
         .iter()
         .map(|tr| {
-            let traj = *by_id.get(tr.trajectory.as_str()).ok_or_else(|| {
-                TrainError::Trajectory {
+            let traj =
+                *by_id.get(tr.trajectory.as_str()).ok_or_else(|| TrainError::Trajectory {
                     id: tr.trajectory.clone(),
                     turn: Some(tr.turn),
                     message: "a step triple names a trajectory that is not in the expert data"
                         .into(),
-                }
-            })?;
-            let history = traj.conversation.get(..tr.turn).ok_or_else(|| {
-                TrainError::Trajectory {
+                })?;
+            let history =
+                traj.conversation.get(..tr.turn).ok_or_else(|| TrainError::Trajectory {
                     id: tr.trajectory.clone(),
                     turn: Some(tr.turn),
                     message: "the triple's turn is past the end of the trajectory".into(),
-                }
-            })?;
+                })?;
             Ok((Step { history, action: &tr.expert }, Step { history, action: &tr.agent }))
         })
         .collect()

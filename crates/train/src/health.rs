@@ -59,13 +59,13 @@ impl HealthConfig {
         if self.baseline_steps == 0 {
             return Err(TrainError::config("health.baseline_steps", "must be at least 1"));
         }
-        if !(self.length_ratio > 1.0) {
+        if self.length_ratio.is_nan() || self.length_ratio <= 1.0 {
             return Err(TrainError::config("health.length_ratio", "must be above 1"));
         }
-        if !(self.invalid_rise > 0.0) {
+        if self.invalid_rise.is_nan() || self.invalid_rise <= 0.0 {
             return Err(TrainError::config("health.invalid_rise", "must be positive"));
         }
-        if !(self.kl_max > 0.0) {
+        if self.kl_max.is_nan() || self.kl_max <= 0.0 {
             return Err(TrainError::config("health.kl_max", "must be positive"));
         }
         Ok(())
@@ -160,10 +160,9 @@ impl std::fmt::Display for Alarm {
                 f,
                 "step {step}: responses average {tokens:.1} tokens, up from {baseline:.1}"
             ),
-            Alarm::InvalidRising { step, baseline, rate } => write!(
-                f,
-                "step {step}: invalid-action rate {rate:.3}, up from {baseline:.3}"
-            ),
+            Alarm::InvalidRising { step, baseline, rate } => {
+                write!(f, "step {step}: invalid-action rate {rate:.3}, up from {baseline:.3}")
+            }
             Alarm::KlExploding { step, kl, limit } => {
                 write!(f, "step {step}: KL to the reference {kl:.3} > {limit}")
             }
@@ -282,7 +281,8 @@ mod tests {
 
     #[test]
     fn stop_stops_and_a_nan_never_joins_the_baseline() {
-        let cfg = HealthConfig { action: HealthAction::Stop, baseline_steps: 1, ..Default::default() };
+        let cfg =
+            HealthConfig { action: HealthAction::Stop, baseline_steps: 1, ..Default::default() };
         let mut m = HealthMonitor::new(cfg).unwrap();
         // Non-finite: alarmed and kept out of the baseline.
         assert!(m.observe(&sample(0, 0.1, f64::INFINITY, 10.0, 0.0)).stop);

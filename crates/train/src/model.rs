@@ -8,8 +8,8 @@ use std::ops::Range;
 use std::path::Path;
 
 use candle_core::{Device, Tensor, Var, D};
-use stepagent_lm::model::Positions;
 use stepagent_lm::generate::generate_branches;
+use stepagent_lm::model::Positions;
 use stepagent_lm::score::{branch_logprobs, span_logprobs, BranchQuery, SpanQuery};
 use stepagent_lm::{Lm, SamplingConfig};
 use stepagent_policy::{Message, Role};
@@ -170,12 +170,18 @@ impl<T: StepModel + ?Sized> StepModel for &T {
     }
 }
 
-/// Renders each conversation up to its last requested turn and pads them into one batch:
-/// the ids `(b, max)`, each conversation's spans of its requested turns, and `max`.
-fn render_batch(
-    lm: &Lm,
-    items: &[(&[Message], &[usize])],
-) -> Result<(Tensor, Vec<Vec<Range<usize>>>, usize), TrainError> {
+/// Conversations rendered and right-padded into one batch.
+struct Batch {
+    /// `(b, max)` token ids.
+    ids: Tensor,
+    /// Each conversation's spans of its requested turns.
+    spans: Vec<Vec<Range<usize>>>,
+    /// The longest conversation's length.
+    max: usize,
+}
+
+/// Renders each conversation up to its last requested turn and pads them into one batch.
+fn render_batch(lm: &Lm, items: &[(&[Message], &[usize])]) -> Result<Batch, TrainError> {
     let mut rendered = Vec::with_capacity(items.len());
     let mut spans = Vec::with_capacity(items.len());
     for (conv, turns) in items {
@@ -198,7 +204,7 @@ fn render_batch(
         ids.extend(std::iter::repeat_n(0u32, max - r.len()));
     }
     let ids = Tensor::from_vec(ids, (items.len(), max), lm.model.device())?;
-    Ok((ids, spans, max))
+    Ok(Batch { ids, spans, max })
 }
 
 /// The ordinal among assistant turns of message `index`, checking it is one.
@@ -363,7 +369,7 @@ impl StepModel for Lm {
         grad: bool,
         hidden: bool,
     ) -> Result<TokenScores, TrainError> {
-        let (ids, spans, max) = render_batch(self, items)?;
+        let Batch { ids, spans, max } = render_batch(self, items)?;
         let (b, dev) = (items.len(), self.model.device());
         let mut rows = Vec::new();
         let mut targets = Vec::new();
@@ -407,7 +413,7 @@ impl StepModel for Lm {
         items: &[(&[Message], &[usize])],
         grad: bool,
     ) -> Result<Tensor, TrainError> {
-        let (ids, spans, max) = render_batch(self, items)?;
+        let Batch { ids, spans, max } = render_batch(self, items)?;
         let (b, dev) = (items.len(), self.model.device());
         let mut rows = Vec::new();
         for (q, s) in spans.iter().enumerate() {

@@ -38,9 +38,8 @@ impl TrajPair {
         let cont = if chosen { &self.chosen } else { &self.rejected };
         let mut conv = self.prompt.clone();
         conv.extend(cont.iter().cloned());
-        let turns = (self.prompt.len()..conv.len())
-            .filter(|&i| conv[i].role == Role::Assistant)
-            .collect();
+        let turns =
+            (self.prompt.len()..conv.len()).filter(|&i| conv[i].role == Role::Assistant).collect();
         (conv, turns)
     }
 

@@ -206,9 +206,8 @@ pub fn sample_step_rollouts<M: StepModel + ?Sized>(
     let mut group = 0;
     for traj in trajectories {
         let turns = traj.step_turns();
-        let seeds: Vec<u64> = (0..turns.len() * n)
-            .map(|i| mix_seed(&[seed, hash_str(&traj.id), i as u64]))
-            .collect();
+        let seeds: Vec<u64> =
+            (0..turns.len() * n).map(|i| mix_seed(&[seed, hash_str(&traj.id), i as u64])).collect();
         let samples = policy.sample_at_turns(&traj.conversation, &turns, n, sampling, &seeds)?;
         for (step, (&turn, texts)) in turns.iter().zip(samples).enumerate() {
             for (j, text) in texts.into_iter().enumerate() {
@@ -448,11 +447,7 @@ impl<'m, M: StepModel + ?Sized> Ppo<'m, M> {
 
         // Advantages (and value targets).
         let (mut adv, returns): (Vec<Vec<f64>>, Vec<Vec<f64>>) = if gae_mode {
-            token_rewards
-                .iter()
-                .zip(&values)
-                .map(|(r, v)| gae(r, v, cfg.gamma, cfg.lambda))
-                .unzip()
+            token_rewards.iter().zip(&values).map(|(r, v)| gae(r, v, cfg.gamma, cfg.lambda)).unzip()
         } else {
             let scores: Vec<f64> = token_rewards.iter().map(|t| t.iter().sum()).collect();
             let groups: Vec<usize> = rollouts.iter().map(|r| r.group).collect();
