@@ -278,6 +278,35 @@ fn sampled_step_rollouts_are_rewarded_by_the_discriminator_and_trained_on() {
     assert!(err.to_string().contains(&rollouts[1].id), "{err}");
 }
 
+#[test]
+fn whole_episodes_are_multi_turn_rollouts_with_the_outcome_on_the_last_turn() {
+    use stepagent_env::TaskId;
+    use stepagent_policy::policies::ExpertPolicy;
+    use stepagent_policy::runner::{RunConfig, Runner};
+    let w = common::world();
+    let tasks: Vec<TaskId> = (0..3).map(|i| TaskId::new(Split::Train, i)).collect();
+    let cfg = RunConfig { workers: 1, ..RunConfig::default() };
+    let episodes = Runner::new(&w, &ExpertPolicy, cfg).run(&tasks, &mut |_| Ok(())).unwrap();
+    let rollouts: Vec<Rollout> =
+        episodes.iter().enumerate().map(|(g, e)| Rollout::from_episode(e, g)).collect();
+    // Task 1 has its goal at cell 2: right, right, stop.
+    assert_eq!(rollouts[1].turns.len(), 3);
+    assert_eq!(rollouts[1].rewards, [0.0, 0.0, 1.0]);
+    assert_eq!(rollouts[1].invalid, [false; 3]);
+    let mut lm = tiny_lm(12);
+    lm.enable_lora(&LoraConfig { rank: 4, ..LoraConfig::default() }).unwrap();
+    let reference = rollout_logprobs(&lm, &rollouts, 2).unwrap();
+    for (r, re) in rollouts.iter().zip(&reference) {
+        let tokens: usize = lm.turn_tokens(&r.conversation, &r.turns).unwrap().iter().sum();
+        assert_eq!(re.len(), tokens, "{}", r.id);
+    }
+    let cfg = PpoConfig { minibatch: 2, epochs: 1, ..PpoConfig::default() };
+    let m = Ppo::new(&lm, cfg).unwrap().update(&rollouts, &reference).unwrap();
+    let turns: usize = rollouts.iter().map(|r| r.turns.len()).sum();
+    assert_eq!((m.turns, m.reward, m.steps), (turns, 1.0, 2));
+    assert!(m.value_loss.unwrap().is_finite() && m.loss.is_finite());
+}
+
 /// An exploration of the first trajectory that wanders (`look` until the step limit).
 fn failed_exploration(t: &Trajectory) -> Vec<Message> {
     let mut c = t.conversation[..=t.prompt_turns].to_vec();

@@ -38,6 +38,27 @@ pub fn kl_tokens(logp: &Tensor, ref_logp: &[f32], est: KlEstimator) -> Result<Te
     })
 }
 
+/// Per-token rewards of one rollout: each trained turn's reward on its last token (its
+/// end-of-turn marker), and with `kl_penalty = Some(c)` also −c·KL on every token.
+/// `turns` are the turns' token ranges, covering `kl` (one KL estimate per token).
+pub fn token_rewards(
+    turns: &[std::ops::Range<usize>],
+    rewards: &[f64],
+    kl: &[f64],
+    kl_penalty: Option<f64>,
+) -> Vec<f64> {
+    let mut t: Vec<f64> = match kl_penalty {
+        Some(c) => kl.iter().map(|k| -c * k).collect(),
+        None => vec![0.0; kl.len()],
+    };
+    for (range, reward) in turns.iter().zip(rewards) {
+        if let Some(last) = range.end.checked_sub(1).filter(|&l| l >= range.start) {
+            t[last] += reward;
+        }
+    }
+    t
+}
+
 /// Generalised advantage estimation over one episode of `rewards` and the value estimates
 /// `values` of the states they were earned from (the state after the last is terminal, of
 /// value 0): δ_t = r_t + γ V_{t+1} − V_t, A_t = δ_t + γλ A_{t+1}. Returns the advantages and
@@ -182,6 +203,19 @@ pub fn value_loss(values: &Tensor, returns: &[f32]) -> Result<Tensor, TrainError
 mod tests {
     use super::*;
     use candle_core::{Device, Var};
+
+    /// Turns of 2 and 3 tokens with rewards 0.5 and 1, KL (0.1, 0.2, 0, 0.1, 0.3), c = 0.5:
+    ///   (−0.05, −0.1 + 0.5, 0, −0.05, −0.15 + 1) = (−0.05, 0.4, 0, −0.05, 0.85);
+    ///   without the penalty (0, 0.5, 0, 0, 1).
+    #[test]
+    fn token_rewards_by_hand() {
+        let kl = [0.1, 0.2, 0.0, 0.1, 0.3];
+        let t = token_rewards(&[0..2, 2..5], &[0.5, 1.0], &kl, Some(0.5));
+        for (x, w) in t.iter().zip([-0.05, 0.4, 0.0, -0.05, 0.85]) {
+            assert!((x - w).abs() < 1e-12, "{t:?}");
+        }
+        assert_eq!(token_rewards(&[0..2, 2..5], &[0.5, 1.0], &kl, None), [0.0, 0.5, 0.0, 0.0, 1.0]);
+    }
 
     /// rewards (0, 0, 1), values (0.5, 0.6, 0.7), γ = 0.9, λ = 0.8 (γλ = 0.72):
     ///   δ₂ = 1 + 0.9·0   − 0.7 = 0.3    A₂ = 0.3

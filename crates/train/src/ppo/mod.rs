@@ -15,8 +15,8 @@
 mod loss;
 
 pub use loss::{
-    gae, group_advantages, kl_tokens, kl_value, ppo_clip_loss, value_loss, whiten, ClipStats,
-    KlEstimator,
+    gae, group_advantages, kl_tokens, kl_value, ppo_clip_loss, token_rewards, value_loss, whiten,
+    ClipStats, KlEstimator,
 };
 
 use std::ops::Range;
@@ -166,6 +166,32 @@ pub struct Rollout {
 }
 
 impl Rollout {
+    /// An episode of the policy in a world as one rollout (outcome PPO): every agent turn
+    /// after the prompt is trained, the episode's reward sits on the last one, and a turn
+    /// counts as invalid when it has no `Action:` line (the episode records inadmissible
+    /// actions only as a count, so those are not flagged per turn).
+    pub fn from_episode(e: &stepagent_policy::runner::Episode, group: usize) -> Self {
+        let turns: Vec<usize> = (e.prompt_turns..e.conversation.len())
+            .filter(|&i| e.conversation[i].role == stepagent_policy::Role::Assistant)
+            .collect();
+        let mut rewards = vec![0.0; turns.len()];
+        if let Some(last) = rewards.last_mut() {
+            *last = e.reward;
+        }
+        let invalid = turns
+            .iter()
+            .map(|&t| react::parse_action(&e.conversation[t].content).is_none())
+            .collect();
+        Rollout {
+            id: format!("{}/{}/{}", e.world, e.task, e.seed),
+            conversation: e.conversation.clone(),
+            turns,
+            rewards,
+            invalid,
+            group,
+        }
+    }
+
     fn check(&self) -> Result<(), TrainError> {
         let n = self.turns.len();
         if n == 0 || self.rewards.len() != n || self.invalid.len() != n {
@@ -334,6 +360,12 @@ impl<'m, M: StepModel + ?Sized> Ppo<'m, M> {
     /// with the policy's variables, sharing its backbone).
     pub fn new(policy: &'m M, cfg: PpoConfig) -> Result<Self, TrainError> {
         cfg.validate()?;
+        if policy.trainable().is_empty() {
+            return Err(TrainError::config(
+                "model.finetune",
+                "the policy has no trainable parameters (enable LoRA or full fine-tuning)",
+            ));
+        }
         let value = match cfg.advantage {
             Advantage::Gae => {
                 Some(ScalarHead::new(policy.hidden_size(), cfg.head_seed, &policy.device())?)
@@ -427,22 +459,12 @@ impl<'m, M: StepModel + ?Sized> Ppo<'m, M> {
                     .collect()
             })
             .collect();
+        let penalty = (cfg.kl_in == KlPlacement::Reward).then_some(cfg.kl_coef);
         let token_rewards: Vec<Vec<f64>> = rollouts
             .iter()
             .zip(&old)
             .zip(&kl)
-            .map(|((r, o), kl)| {
-                let mut t: Vec<f64> = match cfg.kl_in {
-                    KlPlacement::Reward => kl.iter().map(|k| -cfg.kl_coef * k).collect(),
-                    KlPlacement::Loss => vec![0.0; o.logp.len()],
-                };
-                for (range, reward) in o.turns.iter().zip(&r.rewards) {
-                    if let Some(last) = range.end.checked_sub(1) {
-                        t[last] += reward;
-                    }
-                }
-                t
-            })
+            .map(|((r, o), kl)| token_rewards(&o.turns, &r.rewards, kl, penalty))
             .collect();
 
         // Advantages (and value targets).
@@ -543,5 +565,46 @@ impl<'m, M: StepModel + ?Sized> Ppo<'m, M> {
         m.tokens = n_tokens;
         m.steps = self.opt.steps() - steps_before;
         Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_reads_by_name_and_refuses_bad_values_by_key() {
+        let c: PpoConfig = serde_json::from_str(
+            r#"{"advantage": "group", "kl_estimator": "k1", "kl_in": "reward"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.advantage, c.kl_estimator, c.kl_in, c.clip),
+            (Advantage::Group, KlEstimator::K1, KlPlacement::Reward, 0.2)
+        );
+        assert!(serde_json::from_str::<PpoConfig>(r#"{"cliprange": 0.1}"#).is_err());
+        for (bad, key) in [
+            (PpoConfig { clip: 0.0, ..PpoConfig::default() }, "ppo.clip"),
+            (PpoConfig { lambda: 1.5, ..PpoConfig::default() }, "ppo.lambda"),
+            (PpoConfig { minibatch: 0, ..PpoConfig::default() }, "ppo.minibatch"),
+        ] {
+            let err = bad.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_rollout_without_one_reward_per_turn_is_refused_by_id() {
+        let r = Rollout {
+            id: "line/train/0/1/0".into(),
+            conversation: vec![Message::user("o"), Message::assistant("Action: stop")],
+            turns: vec![1],
+            rewards: vec![],
+            invalid: vec![false],
+            group: 0,
+        };
+        assert!(r.check().unwrap_err().to_string().contains("line/train/0/1/0"));
+        let nan = Rollout { rewards: vec![f64::NAN], ..r };
+        assert!(nan.check().is_err());
     }
 }
