@@ -71,6 +71,9 @@ pub struct DiscConfig {
     pub epochs: usize,
     /// Triples per optimizer step (each gives one expert and one agent step). Default 8.
     pub batch: usize,
+    /// Triples whose two steps share one batched forward (with gradients, memory grows with
+    /// this times the sequence length). Default 1.
+    pub pairs_per_pass: usize,
     /// The step reward made of D. Default `log-d`.
     pub reward: RewardTransform,
     /// AdamW and its schedule. Default lr 1e-4, clip 1.0.
@@ -87,6 +90,7 @@ impl Default for DiscConfig {
             train_backbone: true,
             epochs: 1,
             batch: 8,
+            pairs_per_pass: 1,
             reward: RewardTransform::LogD,
             optim: OptimConfig { lr: 1e-4, ..OptimConfig::default() },
             head_seed: 0,
@@ -286,13 +290,17 @@ impl<M: StepModel> Discriminator<M> {
         order.shuffle(&mut rng);
         let mut acc = Accum::default();
         for batch in order.chunks(self.cfg.batch) {
-            for &i in batch {
-                let (expert, agent) = pairs[i];
-                let x = self.logits(&[expert, agent], true)?;
-                let loss = bce_with_logits(&x, &[1.0, 0.0])?;
-                acc.loss += loss.to_scalar::<f32>()? as f64;
-                acc.push(&x.to_vec1::<f32>()?);
-                opt.accumulate(&(loss / batch.len() as f64)?.backward()?)?;
+            for pass in batch.chunks(self.cfg.pairs_per_pass.max(1)) {
+                let steps: Vec<Step<'_>> =
+                    pass.iter().flat_map(|&i| [pairs[i].0, pairs[i].1]).collect();
+                let labels: Vec<f32> = pass.iter().flat_map(|_| [1.0, 0.0]).collect();
+                let x = self.logits(&steps, true)?;
+                let loss = bce_with_logits(&x, &labels)?;
+                // The pass's mean over its steps is the mean of its pairs' means.
+                acc.loss += loss.to_scalar::<f32>()? as f64 * pass.len() as f64;
+                x.to_vec1::<f32>()?.chunks(2).for_each(|pair| acc.push(pair));
+                let share = pass.len() as f64 / batch.len() as f64;
+                opt.accumulate(&(loss * share)?.backward()?)?;
             }
             opt.step()?;
         }

@@ -116,6 +116,7 @@ fn the_discriminator_separates_expert_from_random_actions() {
     let cfg = DiscConfig {
         epochs: 4,
         batch: 2,
+        pairs_per_pass: 2,
         optim: OptimConfig { lr: 3e-3, ..OptimConfig::default() },
         ..DiscConfig::default()
     };
