@@ -311,6 +311,71 @@ fn score<M: StepModel + ?Sized>(
     Ok(out)
 }
 
+/// What the updates of a batch aim at, per rollout and token.
+struct Targets {
+    /// KL(π_old ‖ π_ref) estimates.
+    kl: Vec<Vec<f64>>,
+    /// Advantages.
+    adv: Vec<Vec<f32>>,
+    /// Value targets (GAE; empty otherwise).
+    returns: Vec<Vec<f32>>,
+}
+
+/// Per-token KL estimates to the reference, advantages and (GAE) value targets of a batch
+/// scored under π_old (`values`: the value head's, GAE only).
+fn advantages(
+    cfg: &PpoConfig,
+    rollouts: &[Rollout],
+    old: &[Scored],
+    reference: &[Vec<f32>],
+    values: &[Vec<f64>],
+) -> Targets {
+    let gae_mode = cfg.advantage == Advantage::Gae;
+    // Token rewards: each turn's reward on its last token, the KL penalty on every token
+    // when it is a reward.
+    let kl: Vec<Vec<f64>> = old
+        .iter()
+        .zip(reference)
+        .map(|(o, re)| {
+            o.logp
+                .iter()
+                .zip(re)
+                .map(|(&l, &r)| kl_value(l as f64, r as f64, cfg.kl_estimator))
+                .collect()
+        })
+        .collect();
+    let penalty = (cfg.kl_in == KlPlacement::Reward).then_some(cfg.kl_coef);
+    let token_rewards: Vec<Vec<f64>> = rollouts
+        .iter()
+        .zip(old)
+        .zip(&kl)
+        .map(|((r, o), kl)| token_rewards(&o.turns, &r.rewards, kl, penalty))
+        .collect();
+
+    // Advantages (and value targets).
+    let (mut adv, returns): (Vec<Vec<f64>>, Vec<Vec<f64>>) = if gae_mode {
+        token_rewards.iter().zip(values).map(|(r, v)| gae(r, v, cfg.gamma, cfg.lambda)).unzip()
+    } else {
+        let scores: Vec<f64> = token_rewards.iter().map(|t| t.iter().sum()).collect();
+        let groups: Vec<usize> = rollouts.iter().map(|r| r.group).collect();
+        let a = group_advantages(&scores, &groups, cfg.std_normalise);
+        (old.iter().zip(a).map(|(o, a)| vec![a; o.logp.len()]).collect(), Vec::new())
+    };
+    if gae_mode && cfg.whiten {
+        let mut flat: Vec<f64> = adv.iter().flatten().copied().collect();
+        whiten(&mut flat);
+        let mut it = flat.into_iter();
+        for a in adv.iter_mut() {
+            a.iter_mut().for_each(|x| *x = it.next().expect("same length"));
+        }
+    }
+    let adv32: Vec<Vec<f32>> = adv.iter().map(|a| a.iter().map(|&x| x as f32).collect()).collect();
+    let ret32: Vec<Vec<f32>> =
+        returns.iter().map(|a| a.iter().map(|&x| x as f32).collect()).collect();
+
+    Targets { kl, adv: adv32, returns: ret32 }
+}
+
 /// What one [`Ppo::update`] measured.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct PpoMetrics {
@@ -446,48 +511,8 @@ impl<'m, M: StepModel + ?Sized> Ppo<'m, M> {
             None => Vec::new(),
         };
 
-        // Token rewards: each turn's reward on its last token, the KL penalty on every token
-        // when it is a reward.
-        let kl: Vec<Vec<f64>> = old
-            .iter()
-            .zip(reference)
-            .map(|(o, re)| {
-                o.logp
-                    .iter()
-                    .zip(re)
-                    .map(|(&l, &r)| kl_value(l as f64, r as f64, cfg.kl_estimator))
-                    .collect()
-            })
-            .collect();
-        let penalty = (cfg.kl_in == KlPlacement::Reward).then_some(cfg.kl_coef);
-        let token_rewards: Vec<Vec<f64>> = rollouts
-            .iter()
-            .zip(&old)
-            .zip(&kl)
-            .map(|((r, o), kl)| token_rewards(&o.turns, &r.rewards, kl, penalty))
-            .collect();
-
-        // Advantages (and value targets).
-        let (mut adv, returns): (Vec<Vec<f64>>, Vec<Vec<f64>>) = if gae_mode {
-            token_rewards.iter().zip(&values).map(|(r, v)| gae(r, v, cfg.gamma, cfg.lambda)).unzip()
-        } else {
-            let scores: Vec<f64> = token_rewards.iter().map(|t| t.iter().sum()).collect();
-            let groups: Vec<usize> = rollouts.iter().map(|r| r.group).collect();
-            let a = group_advantages(&scores, &groups, cfg.std_normalise);
-            (old.iter().zip(a).map(|(o, a)| vec![a; o.logp.len()]).collect(), Vec::new())
-        };
-        if gae_mode && cfg.whiten {
-            let mut flat: Vec<f64> = adv.iter().flatten().copied().collect();
-            whiten(&mut flat);
-            let mut it = flat.into_iter();
-            for a in adv.iter_mut() {
-                a.iter_mut().for_each(|x| *x = it.next().expect("same length"));
-            }
-        }
-        let adv32: Vec<Vec<f32>> =
-            adv.iter().map(|a| a.iter().map(|&x| x as f32).collect()).collect();
-        let ret32: Vec<Vec<f32>> =
-            returns.iter().map(|a| a.iter().map(|&x| x as f32).collect()).collect();
+        let Targets { kl, adv: adv32, returns: ret32 } =
+            advantages(&cfg, rollouts, &old, reference, &values);
 
         // Epochs of minibatch updates.
         let tokens: Vec<usize> = old.iter().map(|o| o.logp.len()).collect();
