@@ -442,6 +442,35 @@ mod tests {
         assert_eq!(auc(&[], &[1.0]), None);
     }
 
+    /// The mid-rank formula against the pair count it stands for, on random scores drawn
+    /// from a few values (so ties are common).
+    #[test]
+    fn auc_equals_the_pairwise_count() {
+        use rand::Rng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..200 {
+            let mut draw = |n: usize| -> Vec<f64> {
+                (0..n).map(|_| rng.gen_range(0..5) as f64 / 4.0).collect()
+            };
+            let (n, m) = (1 + (draw(1)[0] * 8.0) as usize, 1 + (draw(1)[0] * 8.0) as usize);
+            let (p, q) = (draw(n), draw(m));
+            let mut wins = 0.0;
+            for a in &p {
+                for b in &q {
+                    wins += if a > b {
+                        1.0
+                    } else if a == b {
+                        0.5
+                    } else {
+                        0.0
+                    };
+                }
+            }
+            let want = wins / (p.len() * q.len()) as f64;
+            assert!((auc(&p, &q).unwrap() - want).abs() < 1e-12, "{p:?} {q:?}");
+        }
+    }
+
     /// logits (2, −1), labels (1, 0):
     ///   softplus(−2) = ln(1 + e^{−2}) = 0.126928011; softplus(−1) = ln(1 + e^{−1}) = 0.313261687
     ///   mean = 0.220094849
