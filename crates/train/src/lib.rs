@@ -3,6 +3,14 @@
 //! - [`sft`]: behaviour cloning, masked multi-turn NLL over expert trajectories.
 //! - [`inspect`]: the policy acts on every expert prefix; step triples with provenance.
 //! - [`dpo`]: StepAgent-Implicit reflection, step-level DPO over those triples.
+//! - [`disc`]: StepAgent-Inverse's discriminator D_φ(h, a) (scalar head on an LM backbone),
+//!   trained by BCE on expert vs agent steps; its step reward log D (or a variant).
+//! - [`ppo`]: PPO for LLM agents (clipped ratio, KL to a frozen reference, GAE with a value
+//!   head or a group baseline), over sampled assistant turns.
+//! - [`health`]: training-health alarms (length blow-up, invalid actions rising, KL
+//!   exploding, non-finite loss) that warn or stop.
+//! - [`baselines`]: the peers' pair construction and losses, ETO (trajectory-level DPO) and
+//!   IPR (step pairs filtered by Monte-Carlo step rewards, DPO + NLL).
 //! - [`agreement`]: the expert-agreement curve (greedy action == expert action, expert
 //!   log-prob) on held-out expert prefixes.
 //! - [`pipeline`]: SFT then K cycles of inspection → reflection → evaluation, written into a
@@ -16,14 +24,18 @@
 #![warn(missing_docs)]
 
 pub mod agreement;
+pub mod baselines;
 pub mod config;
+pub mod disc;
 pub mod dpo;
 mod epochs;
 mod error;
+pub mod health;
 pub mod inspect;
 pub mod model;
 pub mod optim;
 pub mod pipeline;
+pub mod ppo;
 pub mod report;
 pub mod run;
 pub mod sft;

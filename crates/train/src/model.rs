@@ -1,12 +1,15 @@
 //! What the algorithms need from a model, over the engine's public API: samples at chosen
 //! turns of one conversation from one prefill, summed log-probs of chosen turns from one
-//! forward per conversation, and the trainable variables.
+//! forward per conversation, per-token log-probs and hidden states of turns (PPO, value and
+//! reward heads), and the trainable variables.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::Path;
 
-use candle_core::{Tensor, Var};
+use candle_core::{Device, Tensor, Var, D};
 use stepagent_lm::generate::generate_branches;
+use stepagent_lm::model::Positions;
 use stepagent_lm::score::{branch_logprobs, span_logprobs, BranchQuery, SpanQuery};
 use stepagent_lm::{Lm, SamplingConfig};
 use stepagent_policy::{Message, Role};
@@ -19,6 +22,22 @@ pub struct TurnScores {
     pub logp: Tensor,
     /// Tokens of each turn (its text and end-of-turn marker).
     pub tokens: Vec<usize>,
+}
+
+/// Per-token log-probs of turns (what PPO's ratio and KL are made of).
+pub struct TokenScores {
+    /// Log-prob of every token of every requested turn, turn after turn in request order:
+    /// `(tokens,)`, differentiable when asked.
+    pub logp: Tensor,
+    /// Each requested turn's range in `logp`.
+    pub ranges: Vec<Range<usize>>,
+    /// Entropy (nats) of the model's next-token distribution at each of those tokens, without
+    /// gradients: an exact entropy, not the sample estimate −log p.
+    pub entropy: Vec<f32>,
+    /// When asked: the final hidden state at the position that predicts each token, rows
+    /// aligned with `logp`, `(tokens, hidden)` — the state before the token is chosen, which is
+    /// what a value head reads.
+    pub hidden: Option<Tensor>,
 }
 
 /// The model seam of the training algorithms.
@@ -64,6 +83,128 @@ pub trait StepModel {
 
     /// The variables training updates.
     fn trainable(&self) -> Vec<(String, Var)>;
+
+    /// Per-token log-probs of assistant turns `turns` (message indices) of each conversation,
+    /// from one batched forward; with `hidden`, also the hidden states that predict them.
+    fn turn_token_logprobs(
+        &self,
+        items: &[(&[Message], &[usize])],
+        grad: bool,
+        hidden: bool,
+    ) -> Result<TokenScores, TrainError>;
+
+    /// The final hidden state of the last token of each assistant turn `turns` (its
+    /// end-of-turn marker, which has read the whole turn and its history), flattened in
+    /// order: `(turns, hidden)`. What a reward model's scalar head reads.
+    fn turn_end_hidden(
+        &self,
+        items: &[(&[Message], &[usize])],
+        grad: bool,
+    ) -> Result<Tensor, TrainError>;
+
+    /// Width of the hidden states.
+    fn hidden_size(&self) -> usize;
+
+    /// Where the model's tensors live.
+    fn device(&self) -> Device;
+}
+
+/// A borrowed model is a model (a reward model may share the policy's backbone).
+impl<T: StepModel + ?Sized> StepModel for &T {
+    fn sample_at_turns(
+        &self,
+        conversation: &[Message],
+        turns: &[usize],
+        n: usize,
+        cfg: &SamplingConfig,
+        seeds: &[u64],
+    ) -> Result<Vec<Vec<String>>, TrainError> {
+        (**self).sample_at_turns(conversation, turns, n, cfg, seeds)
+    }
+    fn score_turns_at(
+        &self,
+        items: &[(&[Message], &[usize])],
+        grad: bool,
+    ) -> Result<TurnScores, TrainError> {
+        (**self).score_turns_at(items, grad)
+    }
+    fn score_with_branches(
+        &self,
+        conversation: &[Message],
+        turns: &[usize],
+        branches: &[(usize, &str)],
+        grad: bool,
+    ) -> Result<(TurnScores, TurnScores), TrainError> {
+        (**self).score_with_branches(conversation, turns, branches, grad)
+    }
+    fn turn_tokens(
+        &self,
+        conversation: &[Message],
+        turns: &[usize],
+    ) -> Result<Vec<usize>, TrainError> {
+        (**self).turn_tokens(conversation, turns)
+    }
+    fn trainable(&self) -> Vec<(String, Var)> {
+        (**self).trainable()
+    }
+    fn turn_token_logprobs(
+        &self,
+        items: &[(&[Message], &[usize])],
+        grad: bool,
+        hidden: bool,
+    ) -> Result<TokenScores, TrainError> {
+        (**self).turn_token_logprobs(items, grad, hidden)
+    }
+    fn turn_end_hidden(
+        &self,
+        items: &[(&[Message], &[usize])],
+        grad: bool,
+    ) -> Result<Tensor, TrainError> {
+        (**self).turn_end_hidden(items, grad)
+    }
+    fn hidden_size(&self) -> usize {
+        (**self).hidden_size()
+    }
+    fn device(&self) -> Device {
+        (**self).device()
+    }
+}
+
+/// Conversations rendered and right-padded into one batch.
+struct Batch {
+    /// `(b, max)` token ids.
+    ids: Tensor,
+    /// Each conversation's spans of its requested turns.
+    spans: Vec<Vec<Range<usize>>>,
+    /// The longest conversation's length.
+    max: usize,
+}
+
+/// Renders each conversation up to its last requested turn and pads them into one batch.
+fn render_batch(lm: &Lm, items: &[(&[Message], &[usize])]) -> Result<Batch, TrainError> {
+    let mut rendered = Vec::with_capacity(items.len());
+    let mut spans = Vec::with_capacity(items.len());
+    for (conv, turns) in items {
+        let last = turns.iter().max().copied().unwrap_or(0);
+        let r = lm.render(&conv[..=last.min(conv.len().saturating_sub(1))], false)?;
+        let s = turns
+            .iter()
+            .map(|&t| Ok(r.assistant_turns[assistant_ordinal(conv, t)?].clone()))
+            .collect::<Result<Vec<_>, TrainError>>()?;
+        rendered.push(r.ids);
+        spans.push(s);
+    }
+    let max = rendered.iter().map(Vec::len).max().unwrap_or(0);
+    if items.is_empty() || max == 0 {
+        return Err(TrainError::config("model", "nothing to score"));
+    }
+    let mut ids = Vec::with_capacity(items.len() * max);
+    for r in &rendered {
+        ids.extend(r);
+        ids.extend(std::iter::repeat_n(0u32, max - r.len()));
+    }
+    let ids = Tensor::from_vec(ids, (items.len(), max), lm.model.device())?;
+    Ok(Batch { ids, spans, max })
 }
 
 /// The ordinal among assistant turns of message `index`, checking it is one.
@@ -220,6 +361,80 @@ impl StepModel for Lm {
 
     fn trainable(&self) -> Vec<(String, Var)> {
         stepagent_lm::ChatModel::trainable_parameters(self)
+    }
+
+    fn turn_token_logprobs(
+        &self,
+        items: &[(&[Message], &[usize])],
+        grad: bool,
+        hidden: bool,
+    ) -> Result<TokenScores, TrainError> {
+        let Batch { ids, spans, max } = render_batch(self, items)?;
+        let (b, dev) = (items.len(), self.model.device());
+        let mut rows = Vec::new();
+        let mut targets = Vec::new();
+        let mut ranges = Vec::new();
+        let flat_ids = ids.flatten_all()?.to_vec1::<u32>()?;
+        for (q, s) in spans.iter().enumerate() {
+            for span in s {
+                if span.start == 0 {
+                    return Err(TrainError::config("model", "a turn at position 0 has no context"));
+                }
+                let start = rows.len();
+                for p in span.clone() {
+                    rows.push((q * max + p - 1) as u32);
+                    targets.push(flat_ids[q * max + p]);
+                }
+                ranges.push(start..rows.len());
+            }
+        }
+        if rows.is_empty() {
+            let empty = Tensor::zeros(0, candle_core::DType::F32, dev)?;
+            return Ok(TokenScores { logp: empty, ranges, entropy: Vec::new(), hidden: None });
+        }
+        let pos = Positions::causal(b, max, dev)?;
+        let h = self.model.hidden(&ids, &pos, None, grad)?;
+        let h = h.reshape((b * max, ()))?.index_select(&Tensor::new(rows, dev)?, 0)?;
+        let logits = self.model.logits(&h)?;
+        // log-softmax from differentiable ops (the fused kernel has no backward); the shift
+        // is a constant, so it may be detached.
+        let shifted = logits.broadcast_sub(&logits.max_keepdim(D::Minus1)?.detach())?;
+        let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+        let logp_all = shifted.broadcast_sub(&lse)?;
+        let t = Tensor::new(targets, dev)?.unsqueeze(1)?;
+        let logp = logp_all.gather(&t, 1)?.squeeze(1)?;
+        let lp = logp_all.detach();
+        let entropy = (lp.exp()? * &lp)?.sum(D::Minus1)?.neg()?.to_vec1::<f32>()?;
+        Ok(TokenScores { logp, ranges, entropy, hidden: hidden.then_some(h) })
+    }
+
+    fn turn_end_hidden(
+        &self,
+        items: &[(&[Message], &[usize])],
+        grad: bool,
+    ) -> Result<Tensor, TrainError> {
+        let Batch { ids, spans, max } = render_batch(self, items)?;
+        let (b, dev) = (items.len(), self.model.device());
+        let mut rows = Vec::new();
+        for (q, s) in spans.iter().enumerate() {
+            for span in s {
+                if span.is_empty() {
+                    return Err(TrainError::config("model", "an empty assistant turn"));
+                }
+                rows.push((q * max + span.end - 1) as u32);
+            }
+        }
+        let pos = Positions::causal(b, max, dev)?;
+        let h = self.model.hidden(&ids, &pos, None, grad)?;
+        Ok(h.reshape((b * max, ()))?.index_select(&Tensor::new(rows, dev)?, 0)?)
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.model.config().hidden_size
+    }
+
+    fn device(&self) -> Device {
+        self.model.device().clone()
     }
 }
 
