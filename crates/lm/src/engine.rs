@@ -5,7 +5,7 @@ use crate::chat::{ChatTemplate, Rendered};
 use crate::checkpoint::{load_hf_dir, save_hf_dir};
 use crate::error::{LmError, Result};
 use crate::generate::{
-    generate, generate_branches, generate_cached, Generation, PromptCache, SamplingConfig,
+    generate, generate_branches, generate_cached_batch, Generation, PromptCache, SamplingConfig,
 };
 use crate::gguf::{load_gguf, ModelFiles};
 use crate::model::Transformer;
@@ -227,26 +227,51 @@ impl EpisodeCaches {
         cfg: &SamplingConfig,
         seed: u64,
     ) -> Result<Generation> {
-        let prompt = lm.render(conversation, true)?.ids;
-        let take = |v: &mut Vec<(String, PromptCache)>| {
-            v.iter().position(|(k, _)| k == episode).map(|i| v.remove(i).1)
+        let mut out = self.generate_batch(lm, &[episode], &[conversation], cfg, &[seed])?;
+        out.pop().ok_or_else(|| LmError::Invalid("no generation".into()))
+    }
+
+    /// The next turn of several episodes at once (`episodes[i]` continues `conversations[i]`
+    /// with `seeds[i]`), decoded as one batch, each reusing and updating its own cache.
+    pub fn generate_batch(
+        &self,
+        lm: &Lm,
+        episodes: &[&str],
+        conversations: &[&[Message]],
+        cfg: &SamplingConfig,
+        seeds: &[u64],
+    ) -> Result<Vec<Generation>> {
+        if episodes.len() != conversations.len() {
+            return Err(LmError::Invalid("one episode name per conversation".into()));
+        }
+        let prompts = conversations
+            .iter()
+            .map(|c| Ok(lm.render(c, true)?.ids))
+            .collect::<Result<Vec<_>>>()?;
+        let mut caches: Vec<PromptCache> = {
+            let mut held = self.lock();
+            episodes
+                .iter()
+                .map(|e| match held.iter().position(|(k, _)| k == e) {
+                    Some(i) => held.remove(i).1,
+                    None => PromptCache::default(),
+                })
+                .collect()
         };
-        let mut cache = take(&mut self.lock()).unwrap_or_default();
-        let out = generate_cached(
+        let out = generate_cached_batch(
             &lm.model,
             &lm.tokenizer,
-            &mut cache,
-            &prompt,
+            &mut caches,
+            &prompts,
             cfg,
-            seed,
+            seeds,
             &lm.end_ids(),
         )?;
         if self.capacity > 0 {
-            let mut caches = self.lock();
-            caches.push((episode.to_string(), cache));
-            while caches.len() > self.capacity {
-                caches.remove(0);
-            }
+            let mut held = self.lock();
+            held.extend(episodes.iter().map(|e| e.to_string()).zip(caches));
+            let excess = held.len().saturating_sub(self.capacity);
+            held.drain(..excess);
         }
         Ok(out)
     }
@@ -264,12 +289,21 @@ pub struct LmPolicy {
     lm: Arc<Lm>,
     sampling: SamplingConfig,
     caches: EpisodeCaches,
+    batch: usize,
 }
 
 impl LmPolicy {
     /// A policy sampling with `sampling` (its stop strings and the end-of-turn token end a turn).
     pub fn new(lm: Arc<Lm>, sampling: SamplingConfig) -> Self {
-        LmPolicy { lm, sampling, caches: EpisodeCaches::new(EPISODE_CACHES) }
+        LmPolicy { lm, sampling, caches: EpisodeCaches::new(EPISODE_CACHES), batch: 1 }
+    }
+
+    /// Asks the runner for `width` episodes' turns at a time, decoded as one batch (see
+    /// [`Policy::batch_width`]); each episode keeps its own cache.
+    pub fn with_batch(mut self, width: usize) -> Self {
+        self.batch = width.max(1);
+        self.caches = EpisodeCaches::new(EPISODE_CACHES.max(self.batch));
+        self
     }
 }
 
@@ -282,17 +316,45 @@ impl Policy for LmPolicy {
     }
 
     fn act(&self, ctx: &ActContext<'_>) -> std::result::Result<String, PolicyError> {
-        let backend =
-            |e: LmError| PolicyError::Backend { policy: self.name(), message: e.to_string() };
-        if ctx.conversation.last().map(|m| m.role) == Some(Role::Assistant) {
-            return Err(backend(LmError::Invalid(
+        let mut out = self.act_batch(std::slice::from_ref(ctx));
+        out.pop().unwrap_or_else(|| {
+            Err(PolicyError::Backend { policy: self.name(), message: "no reply".into() })
+        })
+    }
+
+    fn batch_width(&self) -> usize {
+        self.batch
+    }
+
+    fn act_batch(&self, ctxs: &[ActContext<'_>]) -> Vec<std::result::Result<String, PolicyError>> {
+        // One failure fails the whole batch: every episode gets the same message.
+        let fail = |e: LmError| {
+            let message = e.to_string();
+            let policy = self.name();
+            ctxs.iter()
+                .map(|_| {
+                    Err(PolicyError::Backend { policy: policy.clone(), message: message.clone() })
+                })
+                .collect()
+        };
+        if ctxs.iter().any(|c| c.conversation.last().map(|m| m.role) == Some(Role::Assistant)) {
+            return fail(LmError::Invalid(
                 "the conversation already ends with an assistant turn".into(),
-            )));
+            ));
         }
-        let out = self
-            .caches
-            .generate(&self.lm, &ctx.task.to_string(), ctx.conversation, &self.sampling, ctx.seed)
-            .map_err(backend)?;
-        Ok(out.text.trim().to_string())
+        let names: Vec<String> = ctxs.iter().map(|c| c.task.to_string()).collect();
+        let episodes: Vec<&str> = names.iter().map(String::as_str).collect();
+        let conversations: Vec<&[Message]> = ctxs.iter().map(|c| c.conversation).collect();
+        let seeds: Vec<u64> = ctxs.iter().map(|c| c.seed).collect();
+        match self.caches.generate_batch(
+            &self.lm,
+            &episodes,
+            &conversations,
+            &self.sampling,
+            &seeds,
+        ) {
+            Ok(out) => out.into_iter().map(|g| Ok(g.text.trim().to_string())).collect(),
+            Err(e) => fail(e),
+        }
     }
 }

@@ -121,11 +121,14 @@ struct Decoding {
     /// Per row, per cached key column: does it belong to the row (not padding)?
     valid: Vec<Vec<bool>>,
     next_pos: Vec<u32>,
+    /// Copy each row's cache out when it stops (the caller keeps it for the next turn).
+    keep_caches: bool,
 }
 
-/// Decodes every row from `first` logits `(b, vocab)` until each stops. Also returns the
-/// cache: with one row it holds the prompt and every generated token that was fed back (all
-/// but the last one sampled).
+/// Decodes every row from `first` logits `(b, vocab)` until each stops. With `keep_caches`,
+/// also returns each row's own cache as it was when the row stopped: its valid positions (the
+/// prompt and every generated token that was fed back, all but the last one sampled) copied
+/// out of the batch.
 fn decode(
     model: &Transformer,
     tok: &Tokenizer,
@@ -134,11 +137,13 @@ fn decode(
     cfg: &SamplingConfig,
     seeds: &[u64],
     end_ids: &[u32],
-) -> Result<(Vec<Generation>, KvCache)> {
+) -> Result<(Vec<Generation>, Vec<Option<KvCache>>)> {
+    let keep_caches = state.keep_caches;
     let b = seeds.len();
     let dev = model.device().clone();
     let mut rngs: Vec<ChaCha8Rng> = seeds.iter().map(|&s| ChaCha8Rng::seed_from_u64(s)).collect();
     let mut out: Vec<Option<Generation>> = vec![None; b];
+    let mut caches: Vec<Option<KvCache>> = (0..b).map(|_| None).collect();
     let mut tokens: Vec<Vec<u32>> = vec![Vec::new(); b];
     let mut logits = first.to_vec2::<f32>()?;
     // Rows still decoding, as indices into the original batch; the cache holds only these.
@@ -148,7 +153,14 @@ fn decode(
         let mut keep = Vec::with_capacity(active.len());
         for (slot, &r) in active.iter().enumerate() {
             let t = sample(&logits[slot], cfg, &mut rngs[r]);
+            let finish = |caches: &mut Vec<Option<KvCache>>| -> Result<()> {
+                if keep_caches {
+                    caches[r] = Some(state.cache.extract_row(slot, &state.valid[slot])?);
+                }
+                Ok(())
+            };
             if end_ids.contains(&t) {
+                finish(&mut caches)?;
                 let text = tok.decode(&tokens[r])?;
                 out[r] = Some(Generation {
                     tokens: std::mem::take(&mut tokens[r]),
@@ -160,6 +172,7 @@ fn decode(
             tokens[r].push(t);
             let text = tok.decode(&tokens[r])?;
             if let Some(cut) = cfg.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+                finish(&mut caches)?;
                 out[r] = Some(Generation {
                     tokens: std::mem::take(&mut tokens[r]),
                     text: text[..cut].to_string(),
@@ -168,6 +181,7 @@ fn decode(
                 continue;
             }
             if tokens[r].len() >= cfg.max_new_tokens {
+                finish(&mut caches)?;
                 out[r] = Some(Generation {
                     tokens: std::mem::take(&mut tokens[r]),
                     text,
@@ -210,7 +224,7 @@ fn decode(
         .into_iter()
         .map(|g| g.ok_or_else(|| LmError::Invalid("a sequence ended without a result".into())))
         .collect::<Result<_>>()?;
-    Ok((out, state.cache))
+    Ok((out, caches))
 }
 
 fn check_cfg(cfg: &SamplingConfig) -> Result<()> {
@@ -267,6 +281,7 @@ pub fn generate(
             cache,
             valid: lens.iter().map(|&l| (0..max).map(|j| j < l).collect()).collect(),
             next_pos: lens.iter().map(|&l| l as u32).collect(),
+            keep_caches: false,
         };
         out.extend(decode(model, tok, state, first, cfg, chunk_seeds, end_ids)?.0);
     }
@@ -313,6 +328,7 @@ pub fn generate_branches(
             cache: cache.gather_prefixes(&rows, cfg.max_new_tokens.min(64))?,
             valid: chunk.iter().map(|&p| (0..max).map(|j| j < p).collect()).collect(),
             next_pos: chunk.iter().map(|&p| p as u32).collect(),
+            keep_caches: false,
         };
         out.extend(decode(model, tok, state, first, cfg, chunk_seeds, end_ids)?.0);
     }
@@ -364,31 +380,106 @@ pub fn generate_cached(
     seed: u64,
     end_ids: &[u32],
 ) -> Result<Generation> {
+    let prompts = [prompt.to_vec()];
+    let mut out = generate_cached_batch(
+        model,
+        tok,
+        std::slice::from_mut(cache),
+        &prompts,
+        cfg,
+        &[seed],
+        end_ids,
+    )?;
+    out.pop().ok_or_else(|| LmError::Invalid("no generation".into()))
+}
+
+/// [`generate_cached`] for several sequences at once, each with its own cache (the episodes
+/// of an evaluation played in lockstep): their new tokens are read in one batched forward and
+/// their replies decoded together, so the weights are read once per step for all of them.
+/// Row `i` sees only its own cache and tokens; each cache is left holding its prompt and reply.
+/// Equal to one [`generate_cached`] per row up to float rounding (a batch's matmuls may sum in
+/// another order, which can flip a greedy choice between two near-equal tokens). On an error
+/// every cache is left empty.
+pub fn generate_cached_batch(
+    model: &Transformer,
+    tok: &Tokenizer,
+    caches: &mut [PromptCache],
+    prompts: &[Vec<u32>],
+    cfg: &SamplingConfig,
+    seeds: &[u64],
+    end_ids: &[u32],
+) -> Result<Vec<Generation>> {
     check_cfg(cfg)?;
-    if prompt.is_empty() {
+    if prompts.len() != seeds.len() || prompts.len() != caches.len() {
+        return Err(LmError::Invalid("one cache and one seed per prompt".into()));
+    }
+    if prompts.iter().any(Vec::is_empty) {
         return Err(LmError::Invalid("cannot generate from an empty prompt".into()));
     }
+    let b = prompts.len();
     // The last prompt token is always fed: its logits start the decoding.
-    let reuse = cache.common_prefix(prompt).min(prompt.len() - 1);
-    let mut kv = std::mem::take(&mut cache.kv);
-    cache.tokens.clear();
-    kv.truncate(reuse);
+    let reuse: Vec<usize> =
+        caches.iter().zip(prompts).map(|(c, p)| c.common_prefix(p).min(p.len() - 1)).collect();
+    let mut kvs: Vec<KvCache> = caches
+        .iter_mut()
+        .map(|c| {
+            c.tokens.clear();
+            std::mem::take(&mut c.kv)
+        })
+        .collect();
+    let new: Vec<&[u32]> = prompts.iter().zip(&reuse).map(|(p, &r)| &p[r..]).collect();
+    let cached = *reuse.iter().max().unwrap_or(&0);
+    let longest = new.iter().map(|n| n.len()).max().unwrap_or(1);
+    let mut kv = if b == 1 {
+        // One row: its own cache, appended in place (no copy of the past).
+        let mut only = kvs.pop().unwrap_or_default();
+        only.truncate(reuse[0]);
+        only
+    } else {
+        let parts: Vec<(&KvCache, usize)> = kvs.iter().zip(&reuse).map(|(c, &r)| (c, r)).collect();
+        KvCache::stack(&parts, longest + cfg.max_new_tokens.min(64))?
+    };
+    drop(kvs);
+    // Keys: `cached` positions (row r's first reuse[r] real, the rest padding), then the new
+    // tokens, row r's first new[r].len() real. Row r's tokens sit at positions reuse[r]...
     let dev = model.device();
-    let new = &prompt[reuse..];
-    let (t, s) = (new.len(), prompt.len());
-    let pos = Positions::general(vec![(reuse as u32..s as u32).collect()], s, dev, |_, i, j| {
-        j <= reuse + i
-    })?;
-    let ids = Tensor::new(new, dev)?.unsqueeze(0)?;
-    let h = model.hidden(&ids, &pos, Some(&mut kv), false)?;
-    let first = model.logits(&h.squeeze(0)?.narrow(0, t - 1, 1)?)?;
-    let state = Decoding { cache: kv, valid: vec![vec![true; s]], next_pos: vec![s as u32] };
-    let (mut out, kv) = decode(model, tok, state, first, cfg, &[seed], end_ids)?;
-    let gen = out.pop().ok_or_else(|| LmError::Invalid("no generation".into()))?;
-    let fed = kv.len().saturating_sub(s).min(gen.tokens.len());
-    cache.tokens = prompt.iter().chain(&gen.tokens[..fed]).copied().collect();
-    cache.kv = kv;
-    Ok(gen)
+    let s = cached + longest;
+    let lens: Vec<usize> = new.iter().map(|n| n.len()).collect();
+    let visible = |r: usize, i: usize, j: usize| {
+        j < reuse[r] || (j >= cached && j - cached <= i.min(lens[r] - 1))
+    };
+    let positions: Vec<Vec<u32>> = (0..b)
+        .map(|r| (0..longest).map(|i| (reuse[r] + i.min(lens[r] - 1)) as u32).collect())
+        .collect();
+    let pos = Positions::general(positions, s, dev, visible)?;
+    let mut ids = Vec::with_capacity(b * longest);
+    for n in &new {
+        ids.extend(*n);
+        ids.extend(std::iter::repeat_n(0u32, longest - n.len()));
+    }
+    let h = model.hidden(&Tensor::from_vec(ids, (b, longest), dev)?, &pos, Some(&mut kv), false)?;
+    let last: Vec<u32> =
+        lens.iter().enumerate().map(|(r, &l)| (r * longest + l - 1) as u32).collect();
+    let h_last = h.reshape((b * longest, ()))?.index_select(&Tensor::new(last, dev)?, 0)?;
+    let first = model.logits(&h_last)?;
+    let state = Decoding {
+        cache: kv,
+        valid: (0..b)
+            .map(|r| {
+                (0..s).map(|j| j < reuse[r] || (j >= cached && j < cached + lens[r])).collect()
+            })
+            .collect(),
+        next_pos: prompts.iter().map(|p| p.len() as u32).collect(),
+        keep_caches: true,
+    };
+    let (out, kept) = decode(model, tok, state, first, cfg, seeds, end_ids)?;
+    for (((cache, kv), gen), prompt) in caches.iter_mut().zip(kept).zip(&out).zip(prompts) {
+        let kv = kv.ok_or_else(|| LmError::Invalid("a row's cache was not kept".into()))?;
+        let fed = kv.len().saturating_sub(prompt.len()).min(gen.tokens.len());
+        cache.tokens = prompt.iter().chain(&gen.tokens[..fed]).copied().collect();
+        cache.kv = kv;
+    }
+    Ok(out)
 }
 
 /// Greedy decoding by recomputing the whole sequence each step, no cache: the reference the

@@ -188,6 +188,71 @@ impl KvCache {
         self.layers.first().map(|l| l.k.dim(0).unwrap_or(0)).unwrap_or(0)
     }
 
+    /// Stacks one-row caches into a batch: entry `(cache, len)` becomes one row holding the
+    /// first `len` positions of `cache`, right-padded with zeros to the longest (the caller
+    /// masks the padding), with room for `reserve` more positions. Rows with `len` 0 may come
+    /// from empty caches. All empty: an empty cache (the next forward fills it).
+    pub fn stack(parts: &[(&KvCache, usize)], reserve: usize) -> Result<KvCache> {
+        let Some((like, _)) = parts.iter().find(|(c, len)| *len > 0 && !c.layers.is_empty()) else {
+            return Ok(KvCache::new());
+        };
+        if let Some((c, len)) = parts.iter().find(|(c, len)| *len > c.len() || c.batch() > 1) {
+            return Err(LmError::Invalid(format!(
+                "stack: a cache of {} rows and {} positions cannot give {len}",
+                c.batch(),
+                c.len()
+            )));
+        }
+        let max = parts.iter().map(|p| p.1).max().unwrap_or(0);
+        let mut layers = Vec::with_capacity(like.layers.len());
+        for (l, shape) in like.layers.iter().enumerate() {
+            let (_, heads, _, d) = shape.k.dims4()?;
+            let pick = |key: bool| -> Result<Tensor> {
+                let rows = parts
+                    .iter()
+                    .map(|(c, len)| {
+                        if *len == 0 {
+                            let (dt, dev) = (shape.k.dtype(), shape.k.device());
+                            return Ok(Tensor::zeros((1, heads, max + reserve, d), dt, dev)?);
+                        }
+                        let (k, v) = c.layers[l].filled()?;
+                        let src = if key { k } else { v };
+                        Ok(src.narrow(2, 0, *len)?.pad_with_zeros(2, 0, max + reserve - len)?)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Tensor::cat(&rows, 0)?)
+            };
+            layers.push(LayerCache { k: pick(true)?, v: pick(false)?, len: max });
+        }
+        Ok(KvCache { layers })
+    }
+
+    /// Row `row` as a one-row cache of the positions `keep` marks (the rest is padding),
+    /// copied out of the batch; without a copy when the batch is that one row, unpadded.
+    pub fn extract_row(&self, row: usize, keep: &[bool]) -> Result<KvCache> {
+        let len = self.len().min(keep.len());
+        if self.batch() == 1 && keep[..len].iter().all(|&k| k) {
+            let layers = self
+                .layers
+                .iter()
+                .map(|l| LayerCache { k: l.k.clone(), v: l.v.clone(), len })
+                .collect();
+            return Ok(KvCache { layers });
+        }
+        let idx: Vec<u32> = (0..len as u32).filter(|&j| keep[j as usize]).collect();
+        let n = idx.len();
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for l in &self.layers {
+            let idx = Tensor::new(idx.as_slice(), l.k.device())?;
+            let take = |t: &Tensor| -> Result<Tensor> {
+                let rows = t.narrow(0, row, 1)?.narrow(2, 0, len)?.contiguous()?;
+                Ok(rows.index_select(&idx, 2)?)
+            };
+            layers.push(LayerCache { k: take(&l.k)?, v: take(&l.v)?, len: n });
+        }
+        Ok(KvCache { layers })
+    }
+
     /// Builds a batch from prefixes of rows of this cache: entry `(row, len)` becomes one
     /// row holding the first `len` positions of `row`, right-padded with zeros to the longest
     /// (the caller masks the padding), with room for `reserve` more positions.

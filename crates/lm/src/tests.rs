@@ -607,6 +607,41 @@ fn cached_generation_over_a_growing_prompt_equals_plain_generation() {
 }
 
 #[test]
+fn batched_cached_generation_equals_each_row_generated_alone() {
+    use crate::generate::{generate_cached_batch, PromptCache};
+    let m = tiny_model(Arch::Mistral, 19);
+    let tok = tiny_tokenizer();
+    let cfg = SamplingConfig { temperature: 1.0, max_new_tokens: 7, ..Default::default() };
+    // Three episodes in lockstep with prompts of different lengths; at turn 2 row 1 starts a
+    // new episode (its cache shares nothing) and row 2 gets a cache that was never filled.
+    let mut prompts: Vec<Vec<u32>> = vec![
+        (0..23).map(|i| (i * 7 + 1) % 250).collect(),
+        (0..5).map(|i| (i * 13 + 4) % 250).collect(),
+        (0..11).map(|i| (i * 3 + 9) % 250).collect(),
+    ];
+    let mut caches: Vec<PromptCache> = (0..3).map(|_| PromptCache::new()).collect();
+    for turn in 0..4u64 {
+        if turn == 2 {
+            prompts[1] = vec![9, 8, 7, 6];
+            caches[2] = PromptCache::new();
+        }
+        let seeds: Vec<u64> = (0..3).map(|r| turn * 10 + r).collect();
+        let batched =
+            generate_cached_batch(&m, &tok, &mut caches, &prompts, &cfg, &seeds, &[]).unwrap();
+        for r in 0..3 {
+            let alone =
+                generate(&m, &tok, std::slice::from_ref(&prompts[r]), &cfg, &seeds[r..=r], &[])
+                    .unwrap();
+            assert_eq!(batched[r].tokens, alone[0].tokens, "turn {turn} row {r}");
+            assert_eq!(caches[r].common_prefix(&prompts[r]), prompts[r].len());
+            assert_eq!(caches[r].len(), prompts[r].len() + batched[r].tokens.len() - 1);
+            prompts[r].extend(&batched[r].tokens);
+            prompts[r].extend([200 + r as u32, 201]);
+        }
+    }
+}
+
+#[test]
 fn lm_policy_with_episode_caches_acts_as_plain_generation_turn_after_turn() {
     use crate::engine::EpisodeCaches;
     let lm = tiny_lm(Arch::Qwen2, 18);
@@ -620,6 +655,25 @@ fn lm_policy_with_episode_caches_acts_as_plain_generation_turn_after_turn() {
             assert_eq!(cached.tokens, plain[0].tokens, "turn {k} of {episode}");
         }
     }
+}
+
+#[test]
+fn a_batching_lm_policy_plays_the_same_episodes_as_one_at_a_time() {
+    use stepagent_env::{Split, TaskId};
+    use stepagent_policy::runner::{RunConfig, Runner};
+    use stepagent_policy::toy::LineWorld;
+    let lm = std::sync::Arc::new(tiny_lm(Arch::Llama, 21));
+    let cfg = SamplingConfig { temperature: 0.8, max_new_tokens: 6, ..Default::default() };
+    let world = LineWorld::default();
+    let tasks: Vec<TaskId> = (0..5).map(|i| TaskId::new(Split::Seen, i)).collect();
+    let run = RunConfig { max_steps: Some(3), seed: 4, workers: 1, ..Default::default() };
+    let alone = LmPolicy::new(lm.clone(), cfg.clone());
+    let batched = LmPolicy::new(lm, cfg).with_batch(3);
+    assert_eq!(stepagent_policy::Policy::batch_width(&batched), 3);
+    let a = Runner::new(&world, &alone, run.clone()).run(&tasks, &mut |_| Ok(())).unwrap();
+    let b = Runner::new(&world, &batched, run).run(&tasks, &mut |_| Ok(())).unwrap();
+    assert_eq!(a, b);
+    assert!(a.iter().all(|e| e.steps == 3), "the random tiny model never finishes an episode");
 }
 
 #[test]

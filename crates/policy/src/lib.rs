@@ -51,6 +51,19 @@ pub trait Policy: Send + Sync {
 
     /// One assistant turn, normally `Thought: …\nAction: …`.
     fn act(&self, ctx: &ActContext<'_>) -> Result<String, PolicyError>;
+
+    /// How many episodes' turns this policy would rather compute together. Above one, the
+    /// runner plays that many episodes in lockstep and asks for their turns with
+    /// [`Policy::act_batch`] (a language model decodes them as one batch, reading its weights
+    /// once per token for all). Default 1: episodes on parallel threads, one `act` each.
+    fn batch_width(&self) -> usize {
+        1
+    }
+
+    /// One turn for each context, in order. Default: [`Policy::act`] on each.
+    fn act_batch(&self, ctxs: &[ActContext<'_>]) -> Vec<Result<String, PolicyError>> {
+        ctxs.iter().map(|c| self.act(c)).collect()
+    }
 }
 
 /// A policy could not produce a turn (distinct from a turn the world cannot parse, which is

@@ -132,6 +132,23 @@ fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// An episode being played.
+struct Playing {
+    task: TaskId,
+    task_type: String,
+    seed: u64,
+    conversation: Vec<Message>,
+    head: usize,
+    steps: usize,
+    invalid_actions: usize,
+    format_errors: usize,
+    reward: f64,
+    won: bool,
+    end: EpisodeEnd,
+    /// The world ended it or the step limit was reached.
+    over: bool,
+}
+
 /// Runs a policy in a world.
 pub struct Runner<'a> {
     world: &'a dyn World,
@@ -164,74 +181,131 @@ impl<'a> Runner<'a> {
 
     /// Plays one episode on `env`.
     pub fn run_one(&self, env: &mut dyn Environment, task: TaskId) -> Result<Episode, RunError> {
+        let mut playing = self.start(env, task)?;
+        while !playing.over {
+            let reply = {
+                let shown = self.shown(&playing);
+                let ctx = self.context(&playing, &shown, &*env);
+                self.policy.act(&ctx).map_err(|source| RunError::Policy { task, source })?
+            };
+            self.advance(env, &mut playing, &reply)?;
+        }
+        Ok(self.finish(playing))
+    }
+
+    /// Resets `env` for `task` and opens the episode's conversation.
+    fn start(&self, env: &mut dyn Environment, task: TaskId) -> Result<Playing, RunError> {
         let env_err = |source| RunError::Env { task, source };
         let task_type = self.world.task_type(task).map_err(env_err)?;
         let seed = episode_seed(self.cfg.seed, task);
         let first = env.reset(task, seed).map_err(env_err)?;
-        let (mut conversation, head) =
-            react::opening(self.world.instruction(), &self.examples, &first);
-        let limit = self.max_steps();
-        let (mut steps, mut invalid_actions, mut format_errors) = (0, 0, 0);
-        let (mut reward, mut won, mut end) = (0.0, false, EpisodeEnd::MaxSteps);
-        while steps < limit {
-            let reply = {
-                let view: Vec<Message>;
-                let shown: &[Message] = if self.cfg.history.is_unlimited() {
-                    &conversation
-                } else {
-                    let keep = react::window(&conversation, head, &self.cfg.history, &react::chars);
-                    view = keep.into_iter().map(|i| conversation[i].clone()).collect();
-                    &view
-                };
-                let ctx = ActContext {
-                    conversation: shown,
-                    env: &*env,
-                    task,
-                    seed: act_seed(seed, steps),
-                };
-                self.policy.act(&ctx).map_err(|source| RunError::Policy { task, source })?
-            };
-            let reply = react::clean_reply(&reply);
-            let action = react::parse_action(&reply);
-            conversation.push(Message::assistant(reply));
-            steps += 1;
-            let Some(action) = action else {
-                format_errors += 1;
-                conversation.push(react::observation_turn(INVALID_FORMAT));
-                continue;
-            };
-            let out = env.step(&action).map_err(env_err)?;
-            invalid_actions += usize::from(!out.valid);
-            reward += out.reward;
-            won |= out.won;
-            conversation.push(react::observation_turn(&out.observation));
-            if out.done {
-                end = EpisodeEnd::Done;
-                break;
-            }
-        }
-        tracing::debug!(%task, steps, won, "episode finished");
-        Ok(Episode {
-            world: self.world.name().to_string(),
+        let (conversation, head) = react::opening(self.world.instruction(), &self.examples, &first);
+        Ok(Playing {
             task,
             task_type,
-            policy: self.policy.name(),
             seed,
             conversation,
-            prompt_turns: head,
-            reward,
-            won,
-            steps,
-            invalid_actions,
-            format_errors,
-            end,
+            head,
+            steps: 0,
+            invalid_actions: 0,
+            format_errors: 0,
+            reward: 0.0,
+            won: false,
+            end: EpisodeEnd::MaxSteps,
+            over: self.max_steps() == 0,
         })
+    }
+
+    /// The part of the conversation the policy is shown (the history window).
+    fn shown<'p>(&self, playing: &'p Playing) -> std::borrow::Cow<'p, [Message]> {
+        if self.cfg.history.is_unlimited() {
+            return std::borrow::Cow::Borrowed(&playing.conversation);
+        }
+        let keep =
+            react::window(&playing.conversation, playing.head, &self.cfg.history, &react::chars);
+        std::borrow::Cow::Owned(keep.into_iter().map(|i| playing.conversation[i].clone()).collect())
+    }
+
+    fn context<'c>(
+        &self,
+        playing: &Playing,
+        shown: &'c [Message],
+        env: &'c dyn Environment,
+    ) -> ActContext<'c> {
+        ActContext {
+            conversation: shown,
+            env,
+            task: playing.task,
+            seed: act_seed(playing.seed, playing.steps),
+        }
+    }
+
+    /// Takes the agent's `reply` as the next turn: steps the world with its action (or answers
+    /// a reply without one with the invalid-format observation) and notes whether it is over.
+    fn advance(
+        &self,
+        env: &mut dyn Environment,
+        playing: &mut Playing,
+        reply: &str,
+    ) -> Result<(), RunError> {
+        let task = playing.task;
+        let reply = react::clean_reply(reply);
+        let action = react::parse_action(&reply);
+        playing.conversation.push(Message::assistant(reply));
+        playing.steps += 1;
+        match action {
+            None => {
+                playing.format_errors += 1;
+                playing.conversation.push(react::observation_turn(INVALID_FORMAT));
+            }
+            Some(action) => {
+                let out = env.step(&action).map_err(|source| RunError::Env { task, source })?;
+                playing.invalid_actions += usize::from(!out.valid);
+                playing.reward += out.reward;
+                playing.won |= out.won;
+                playing.conversation.push(react::observation_turn(&out.observation));
+                if out.done {
+                    playing.end = EpisodeEnd::Done;
+                    playing.over = true;
+                }
+            }
+        }
+        if playing.steps >= self.max_steps() {
+            playing.over = true;
+        }
+        Ok(())
+    }
+
+    fn finish(&self, p: Playing) -> Episode {
+        tracing::debug!(task = %p.task, p.steps, p.won, "episode finished");
+        Episode {
+            world: self.world.name().to_string(),
+            task: p.task,
+            task_type: p.task_type,
+            policy: self.policy.name(),
+            seed: p.seed,
+            conversation: p.conversation,
+            prompt_turns: p.head,
+            reward: p.reward,
+            won: p.won,
+            steps: p.steps,
+            invalid_actions: p.invalid_actions,
+            format_errors: p.format_errors,
+            end: p.end,
+        }
     }
 
     /// Plays every task in `tasks`, in parallel, handing each finished episode to `sink` in
     /// task order. Returns the episodes in task order. The first error stops the run (the
     /// episodes already handed to the sink stay handed).
+    ///
+    /// A policy with a [`Policy::batch_width`] above one plays that many episodes in lockstep
+    /// on this thread instead ([`Runner::run_lockstep`]).
     pub fn run(&self, tasks: &[TaskId], sink: &mut Sink<'_>) -> Result<Vec<Episode>, RunError> {
+        let width = self.policy.batch_width().min(tasks.len());
+        if width > 1 {
+            return self.run_lockstep(tasks, width, sink);
+        }
         let workers = self.cfg.worker_count(tasks.len());
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
@@ -294,6 +368,84 @@ impl<'a> Runner<'a> {
             None => Ok(done),
         }
     }
+
+    /// Plays `width` episodes at a time in lockstep: each round asks the policy for the next
+    /// turn of every running episode in one [`Policy::act_batch`] call (a language model then
+    /// decodes them as one batch), steps each world, and starts the next task in a finished
+    /// episode's place. Which episodes share a round depends only on the episodes themselves,
+    /// so a rerun gives the same transcripts. Episodes reach `sink` in task order.
+    pub fn run_lockstep(
+        &self,
+        tasks: &[TaskId],
+        width: usize,
+        sink: &mut Sink<'_>,
+    ) -> Result<Vec<Episode>, RunError> {
+        let first_task =
+            tasks.first().copied().unwrap_or(TaskId::new(stepagent_env::Split::Train, 0));
+        let mut envs = (0..width.max(1))
+            .map(|_| self.world.new_env())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| RunError::Env { task: first_task, source })?;
+        let mut slots: Vec<Option<(usize, Playing)>> = envs.iter().map(|_| None).collect();
+        let (mut next, mut done, mut finished) =
+            (0, Vec::with_capacity(tasks.len()), BTreeMap::new());
+        loop {
+            for (slot, env) in slots.iter_mut().zip(envs.iter_mut()) {
+                while slot.is_none() && next < tasks.len() {
+                    let playing = self.start(&mut **env, tasks[next])?;
+                    if playing.over {
+                        finished.insert(next, self.finish(playing));
+                    } else {
+                        *slot = Some((next, playing));
+                    }
+                    next += 1;
+                }
+            }
+            let running: Vec<usize> = (0..slots.len()).filter(|&k| slots[k].is_some()).collect();
+            if running.is_empty() {
+                break;
+            }
+            let replies = {
+                let playing: Vec<&Playing> =
+                    running.iter().filter_map(|&k| slots[k].as_ref().map(|s| &s.1)).collect();
+                let shown: Vec<_> = playing.iter().map(|p| self.shown(p)).collect();
+                let ctxs: Vec<ActContext<'_>> = running
+                    .iter()
+                    .zip(&playing)
+                    .zip(&shown)
+                    .map(|((&k, p), view)| self.context(p, view, &*envs[k]))
+                    .collect();
+                self.policy.act_batch(&ctxs)
+            };
+            if replies.len() != running.len() {
+                let task = slots[running[0]].as_ref().map(|s| s.1.task).unwrap_or(first_task);
+                let message =
+                    format!("{} replies to {} conversations", replies.len(), running.len());
+                let source = PolicyError::Backend { policy: self.policy.name(), message };
+                return Err(RunError::Policy { task, source });
+            }
+            for (&k, reply) in running.iter().zip(replies) {
+                let Some((index, mut playing)) = slots[k].take() else { continue };
+                let task = playing.task;
+                let reply = reply.map_err(|source| RunError::Policy { task, source })?;
+                self.advance(&mut *envs[k], &mut playing, &reply)?;
+                if playing.over {
+                    finished.insert(index, self.finish(playing));
+                } else {
+                    slots[k] = Some((index, playing));
+                }
+            }
+            while let Some(episode) = finished.remove(&done.len()) {
+                sink(&episode)?;
+                done.push(episode);
+            }
+        }
+        while let Some(episode) = finished.remove(&done.len()) {
+            sink(&episode)?;
+            done.push(episode);
+        }
+        Ok(done)
+    }
 }
 
 #[cfg(test)]
@@ -348,6 +500,50 @@ mod tests {
                 .run(&tasks(30), &mut |_| Ok(()))
                 .unwrap();
         assert_ne!(runs[0], other);
+    }
+
+    /// Random play that asks for its turns in batches and records each batch's size.
+    struct BatchedRandom {
+        width: usize,
+        sizes: std::sync::Mutex<Vec<usize>>,
+    }
+    impl Policy for BatchedRandom {
+        fn name(&self) -> String {
+            RandomPolicy.name()
+        }
+        fn act(&self, _: &ActContext<'_>) -> Result<String, PolicyError> {
+            panic!("a batching policy is asked through act_batch");
+        }
+        fn batch_width(&self) -> usize {
+            self.width
+        }
+        fn act_batch(&self, ctxs: &[ActContext<'_>]) -> Vec<Result<String, PolicyError>> {
+            self.sizes.lock().unwrap().push(ctxs.len());
+            ctxs.iter().map(|c| RandomPolicy.act(c)).collect()
+        }
+    }
+
+    #[test]
+    fn lockstep_batches_give_the_threaded_runs_episodes_in_task_order() {
+        let world = LineWorld::default();
+        let cfg = RunConfig { seed: 7, max_steps: Some(6), ..RunConfig::default() };
+        let threaded =
+            Runner::new(&world, &RandomPolicy, cfg.clone()).run(&tasks(13), &mut |_| Ok(()));
+        let policy = BatchedRandom { width: 4, sizes: Default::default() };
+        let mut order = Vec::new();
+        let batched = Runner::new(&world, &policy, cfg)
+            .run(&tasks(13), &mut |e| {
+                order.push(e.task.index);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(batched, threaded.unwrap());
+        assert_eq!(order, (0..13).collect::<Vec<_>>());
+        let sizes = policy.sizes.lock().unwrap().clone();
+        assert_eq!(sizes[0], 4, "the first round asks for four turns at once: {sizes:?}");
+        assert!(sizes.iter().all(|&n| (1..=4).contains(&n)), "{sizes:?}");
+        let turns: usize = batched.iter().map(|e| e.steps).sum();
+        assert_eq!(sizes.iter().sum::<usize>(), turns, "one reply per turn played");
     }
 
     struct Mute;

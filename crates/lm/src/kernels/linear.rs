@@ -1,11 +1,13 @@
 //! A linear layer whose weight gets no gradient.
 
+use super::stream;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
 
 /// `x @ wᵀ` for a weight that is not trained. candle's own matmul backward computes the
 /// gradient of both operands; this op only returns the input's, so a frozen weight costs no
-/// gradient matmul (half of a linear layer's backward).
+/// gradient matmul (half of a linear layer's backward). A few rows (decoding) stream the
+/// weights instead of going through gemm ([`stream`]).
 struct FrozenLinear {
     w: Tensor,
 }
@@ -25,6 +27,16 @@ impl CustomOp1 for FrozenLinear {
         let Storage::Cpu(w) = &*w_storage else {
             candle_core::bail!("frozen-linear: weight is not on the CPU");
         };
+        if stream::ROWS.contains(&m) {
+            if let (CpuStorage::F32(xs), CpuStorage::F32(ws)) = (x, w) {
+                if let (Some((x0, x1)), Some((w0, w1))) =
+                    (x_l.contiguous_offsets(), w_l.contiguous_offsets())
+                {
+                    let out = stream::matmul_t(&xs[x0..x1], m, &ws[w0..w1], n, k);
+                    return Ok((CpuStorage::F32(out), Shape::from((m, n))));
+                }
+            }
+        }
         let wt_l = w_l.transpose(0, 1)?;
         let out = x.matmul(w, (1, m, n, k), x_l, &wt_l)?;
         Ok((out, Shape::from((m, n))))

@@ -7,7 +7,8 @@
 //! and has a test against the composed candle reference: values and gradients to 1e-4
 //! relative, on random shapes including odd sizes.
 //!
-//! - [`linear`]: `x Wᵀ` without a gradient for a frozen `W`.
+//! - [`linear`]: `x Wᵀ` without a gradient for a frozen `W`; [`stream`]: the same for a few
+//!   rows of `x` (decoding), reading `W` once.
 //! - [`rmsnorm`], [`rope`]: row-wise normalisation and rotary embeddings.
 //! - [`attention`]: softmax attention (causal or any additive mask, grouped-query), backward
 //!   by recomputation so no `t × s` tensor outlives the layer.
@@ -23,6 +24,7 @@ pub mod logsoftmax;
 pub mod reference;
 pub mod rmsnorm;
 pub mod rope;
+pub mod stream;
 pub mod swiglu;
 
 pub use attention::attention;
