@@ -276,6 +276,42 @@ impl EpisodeCaches {
         Ok(out)
     }
 
+    /// The turns of a [`Policy::act_batch`] call (`policy` names the agent in errors): each
+    /// context's episode is its task, so every episode keeps its own cache.
+    pub fn act_batch(
+        &self,
+        lm: &Lm,
+        policy: &str,
+        ctxs: &[ActContext<'_>],
+        sampling: &SamplingConfig,
+    ) -> Vec<std::result::Result<String, PolicyError>> {
+        // One failure fails the whole batch: every episode gets the same message.
+        let fail = |e: LmError| {
+            let message = e.to_string();
+            ctxs.iter()
+                .map(|_| {
+                    Err(PolicyError::Backend {
+                        policy: policy.to_string(),
+                        message: message.clone(),
+                    })
+                })
+                .collect()
+        };
+        if ctxs.iter().any(|c| c.conversation.last().map(|m| m.role) == Some(Role::Assistant)) {
+            return fail(LmError::Invalid(
+                "the conversation already ends with an assistant turn".into(),
+            ));
+        }
+        let names: Vec<String> = ctxs.iter().map(|c| c.task.to_string()).collect();
+        let episodes: Vec<&str> = names.iter().map(String::as_str).collect();
+        let conversations: Vec<&[Message]> = ctxs.iter().map(|c| c.conversation).collect();
+        let seeds: Vec<u64> = ctxs.iter().map(|c| c.seed).collect();
+        match self.generate_batch(lm, &episodes, &conversations, sampling, &seeds) {
+            Ok(out) => out.into_iter().map(|g| Ok(g.text.trim().to_string())).collect(),
+            Err(e) => fail(e),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, PromptCache)>> {
         // A panic elsewhere cannot leave a cache half-written here: entries are taken out
         // while in use, so the list itself is always consistent.
@@ -327,34 +363,6 @@ impl Policy for LmPolicy {
     }
 
     fn act_batch(&self, ctxs: &[ActContext<'_>]) -> Vec<std::result::Result<String, PolicyError>> {
-        // One failure fails the whole batch: every episode gets the same message.
-        let fail = |e: LmError| {
-            let message = e.to_string();
-            let policy = self.name();
-            ctxs.iter()
-                .map(|_| {
-                    Err(PolicyError::Backend { policy: policy.clone(), message: message.clone() })
-                })
-                .collect()
-        };
-        if ctxs.iter().any(|c| c.conversation.last().map(|m| m.role) == Some(Role::Assistant)) {
-            return fail(LmError::Invalid(
-                "the conversation already ends with an assistant turn".into(),
-            ));
-        }
-        let names: Vec<String> = ctxs.iter().map(|c| c.task.to_string()).collect();
-        let episodes: Vec<&str> = names.iter().map(String::as_str).collect();
-        let conversations: Vec<&[Message]> = ctxs.iter().map(|c| c.conversation).collect();
-        let seeds: Vec<u64> = ctxs.iter().map(|c| c.seed).collect();
-        match self.caches.generate_batch(
-            &self.lm,
-            &episodes,
-            &conversations,
-            &self.sampling,
-            &seeds,
-        ) {
-            Ok(out) => out.into_iter().map(|g| Ok(g.text.trim().to_string())).collect(),
-            Err(e) => fail(e),
-        }
+        self.caches.act_batch(&self.lm, &self.name(), ctxs, &self.sampling)
     }
 }

@@ -127,6 +127,9 @@ pub struct EvalConfig {
     pub max_steps: Option<usize>,
     /// Longest generated turn, in tokens. Default 96.
     pub max_new_tokens: usize,
+    /// Episodes played in lockstep, their turns decoded as one batch (1: one at a time).
+    /// Default 8.
+    pub batch: usize,
     /// Also measure agreement on the training prefixes (the curve's "train" line). Default true.
     pub train_agreement: bool,
     /// Measure the untuned model too (before SFT). Default true.
@@ -142,6 +145,7 @@ impl Default for EvalConfig {
             unseen_tasks: 0,
             max_steps: None,
             max_new_tokens: 96,
+            batch: 8,
             train_agreement: true,
             base: true,
             seed: 0,

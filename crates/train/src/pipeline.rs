@@ -107,6 +107,8 @@ struct GreedyAgent<'a> {
     lm: &'a Lm,
     sampling: SamplingConfig,
     caches: EpisodeCaches,
+    /// Episodes played in lockstep, their turns decoded as one batch.
+    batch: usize,
 }
 
 impl Policy for GreedyAgent<'_> {
@@ -115,11 +117,18 @@ impl Policy for GreedyAgent<'_> {
     }
 
     fn act(&self, ctx: &ActContext<'_>) -> Result<String, PolicyError> {
-        let out = self
-            .caches
-            .generate(self.lm, &ctx.task.to_string(), ctx.conversation, &self.sampling, ctx.seed)
-            .map_err(|e| PolicyError::Backend { policy: self.name(), message: e.to_string() })?;
-        Ok(out.text.trim().to_string())
+        let mut out = self.act_batch(std::slice::from_ref(ctx));
+        out.pop().unwrap_or_else(|| {
+            Err(PolicyError::Backend { policy: self.name(), message: "no reply".into() })
+        })
+    }
+
+    fn batch_width(&self) -> usize {
+        self.batch
+    }
+
+    fn act_batch(&self, ctxs: &[ActContext<'_>]) -> Vec<Result<String, PolicyError>> {
+        self.caches.act_batch(self.lm, &self.name(), ctxs, &self.sampling)
     }
 }
 
@@ -205,7 +214,8 @@ fn evaluate(
                 stop: vec![stepagent_policy::react::TURN_STOP.into()],
                 ..SamplingConfig::default()
             },
-            caches: EpisodeCaches::new(stepagent_lm::engine::EPISODE_CACHES),
+            caches: EpisodeCaches::new(stepagent_lm::engine::EPISODE_CACHES.max(ev.batch)),
+            batch: ev.batch.max(1),
         };
         let rc = RunConfig {
             workers: 1,
