@@ -75,27 +75,26 @@ impl CustomOp2 for RmsNorm {
                         });
                     let dx = Tensor::from_vec(dx, x.shape(), x.device())?;
                     let dw = if w.track_op() {
-                        let sums = xs
-                            .par_chunks(d)
-                            .zip(gs.par_chunks(d))
-                            .with_min_len(MIN_ROWS)
-                            .fold(
-                                || vec![0f32; d],
-                                |mut acc, (xr, gr)| {
+                        // Partial sums over fixed blocks of rows, added in order: the result
+                        // does not depend on how the threads split the work.
+                        let partials: Vec<Vec<f32>> = xs
+                            .par_chunks(d * MIN_ROWS)
+                            .zip(gs.par_chunks(d * MIN_ROWS))
+                            .map(|(xb, gb)| {
+                                let mut acc = vec![0f32; d];
+                                for (xr, gr) in xb.chunks_exact(d).zip(gb.chunks_exact(d)) {
                                     let r = inv_rms(xr, eps);
                                     for ((a, &xv), &gv) in acc.iter_mut().zip(xr).zip(gr) {
                                         *a += gv * xv * r;
                                     }
-                                    acc
-                                },
-                            )
-                            .reduce(
-                                || vec![0f32; d],
-                                |mut a, b| {
-                                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                                    a
-                                },
-                            );
+                                }
+                                acc
+                            })
+                            .collect();
+                        let mut sums = vec![0f32; d];
+                        for p in &partials {
+                            sums.iter_mut().zip(p).for_each(|(s, p)| *s += p);
+                        }
                         Some(Tensor::from_vec(sums, w.shape(), w.device())?)
                     } else {
                         None
