@@ -5,7 +5,8 @@
 //!
 //! `cargo bench -p stepagent-lm --bench lm [-- FILTER]` (threads: `RAYON_NUM_THREADS`,
 //! default 2; model: `STEPAGENT_MODEL=PATH`, else the cached default model, fetched if
-//! absent; `STEPAGENT_BENCH_JSON=FILE` also writes every figure to FILE as one JSON object,
+//! absent; `STEPAGENT_BENCH_JSON=FILE` (an absolute path: cargo runs benchmarks from the
+//! package folder) also writes every figure to FILE as one JSON object,
 //! which `bench/torch/run.sh` reads to print the ratios against PyTorch). Each step is timed a
 //! few times and the median is printed; steps are seconds long, so a statistics harness would
 //! add nothing but run time.
