@@ -11,7 +11,7 @@
 //! and `compare/` with `table.md`, `table.json` and `curves.svg`. A method whose run
 //! finished (its `summary.json` exists) is not run again.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use stepagent_env::{Split, World, WorldRef};
@@ -284,6 +284,12 @@ fn run_one(
     run_pipeline(cfg, &run, load, world, &mut |e| observer(&CompareEvent::Pipeline(e)))
 }
 
+/// A world's runs: the shared SFT run and each method's, in table order.
+struct WorldRuns {
+    shared: Summary,
+    methods: Vec<(Method, Summary)>,
+}
+
 /// One cell: success on a split at an evaluation point.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
@@ -344,7 +350,7 @@ pub fn run_compare(
     let methods: Vec<Method> =
         Method::ALL.into_iter().filter(|m| cfg.methods.contains(m)).collect();
     // Per world: the shared run's summary, then each method's.
-    let mut results: Vec<(Summary, Vec<(Method, Summary, PathBuf)>)> = Vec::new();
+    let mut results: Vec<WorldRuns> = Vec::new();
     for w in &cfg.worlds {
         let world = open_world(w)?;
         let shared_dir = root.join(&w.name).join("sft");
@@ -370,19 +376,20 @@ pub fn run_compare(
                 force,
                 observer,
             )?;
-            per.push((m, s, dir));
+            per.push((m, s));
         }
-        results.push((shared, per));
+        results.push(WorldRuns { shared, methods: per });
     }
     let table = build_table(cfg, &methods, &results);
     let out = root.join("compare");
     std::fs::create_dir_all(&out).map_err(|e| TrainError::file(&out, e))?;
     write_json(&out.join("table.json"), &table)?;
     let mut panels = Vec::new();
-    for (w, (shared, per)) in cfg.worlds.iter().zip(&results) {
+    for (w, r) in cfg.worlds.iter().zip(&results) {
         for &s in &cfg.splits {
-            let mut lines = vec![("SFT".to_string(), shared.curve.as_slice())];
-            lines.extend(per.iter().map(|(m, s, _)| (m.label().to_string(), s.curve.as_slice())));
+            let mut lines = vec![("SFT".to_string(), r.shared.curve.as_slice())];
+            lines
+                .extend(r.methods.iter().map(|(m, s)| (m.label().to_string(), s.curve.as_slice())));
             panels.push(ComparePanel {
                 title: format!("{} / {}", w.name, split_name(s)),
                 unseen: s == Split::Unseen,
@@ -396,11 +403,7 @@ pub fn run_compare(
     Ok(table)
 }
 
-fn build_table(
-    cfg: &CompareConfig,
-    methods: &[Method],
-    results: &[(Summary, Vec<(Method, Summary, PathBuf)>)],
-) -> Table {
+fn build_table(cfg: &CompareConfig, methods: &[Method], results: &[WorldRuns]) -> Table {
     let mut columns = Vec::new();
     for w in &cfg.worlds {
         for &s in &cfg.splits {
@@ -409,15 +412,16 @@ fn build_table(
     }
     let find = |c: &[EvalPoint], label: &str| c.iter().rfind(|p| p.label == label).cloned();
     let base: Vec<Option<EvalPoint>> =
-        results.iter().map(|(s, _)| find(&s.curve, "base")).collect();
-    let sft: Vec<Option<EvalPoint>> = results.iter().map(|(s, _)| find(&s.curve, "sft")).collect();
+        results.iter().map(|r| find(&r.shared.curve, "base")).collect();
+    let sft: Vec<Option<EvalPoint>> =
+        results.iter().map(|r| find(&r.shared.curve, "sft")).collect();
     let mut rows = vec![
         make_row(cfg, "base", "base", &|wi| (base[wi].clone(), 0, None)),
         make_row(cfg, "sft", "SFT", &|wi| (sft[wi].clone(), 0, None)),
     ];
     for (mi, m) in methods.iter().enumerate() {
         rows.push(make_row(cfg, m.key(), m.label(), &|wi| {
-            let s = &results[wi].1[mi].1;
+            let s = &results[wi].methods[mi].1;
             (s.curve.last().cloned(), s.updates, s.stopped.clone())
         }));
     }
@@ -459,12 +463,7 @@ fn cell_text(c: &Option<Cell>) -> String {
     }
 }
 
-fn table_markdown(
-    cfg: &CompareConfig,
-    table: &Table,
-    results: &[(Summary, Vec<(Method, Summary, PathBuf)>)],
-    drew: bool,
-) -> String {
+fn table_markdown(cfg: &CompareConfig, table: &Table, results: &[WorldRuns], drew: bool) -> String {
     let mut md = format!("# Comparison `{}`\n\n", cfg.name);
     md.push_str(
         "Success after the last cycle, with the 95% Wilson interval (± half its width, then the \
@@ -515,9 +514,9 @@ fn table_markdown(
         md.push('\n');
     }
     md.push_str("\n## Runs\n\n");
-    for (w, (_, per)) in cfg.worlds.iter().zip(results) {
+    for (w, r) in cfg.worlds.iter().zip(results) {
         md.push_str(&format!("- {} / SFT: [report](../{}/sft/report.md)\n", w.name, w.name));
-        for (m, _, _) in per {
+        for (m, _) in &r.methods {
             md.push_str(&format!(
                 "- {} / {}: [report](../{}/{}/report.md)\n",
                 w.name,
@@ -531,4 +530,32 @@ fn table_markdown(
         md.push_str("\n![Success per method](curves.svg)\n");
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped comparison configs parse, list every method, and write back as a config
+    /// that parses to the same thing (what the run directory stores).
+    #[test]
+    fn the_shipped_comparison_configs_parse() {
+        for (file, text) in [
+            ("line-compare.toml", include_str!("../../../configs/line-compare.toml")),
+            ("household-compare.toml", include_str!("../../../configs/household-compare.toml")),
+        ] {
+            let c = CompareConfig::from_toml(text).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(c.methods.len(), 6, "{file}");
+            assert_eq!(c.splits, [Split::Seen, Split::Unseen], "{file}");
+            let r = c.run_config(&c.worlds[0], Method::Ipr);
+            assert_eq!(
+                (r.method, r.data.world.as_deref()),
+                (Method::Ipr, Some(c.worlds[0].name.as_str()))
+            );
+            toml::to_string_pretty(&c).unwrap_or_else(|e| panic!("{file}: {e}"));
+        }
+        let h = CompareConfig::from_toml(include_str!("../../../configs/household-compare.toml"))
+            .unwrap();
+        assert_eq!((h.run.ipr.rollouts, h.run.eto.betas.as_slice()), (2, &[0.1, 0.5][..]));
+    }
 }

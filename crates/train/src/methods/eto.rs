@@ -19,7 +19,7 @@ use crate::baselines::{reference_logps, TrajPair};
 use crate::dpo::cached_reference;
 use crate::health::HealthSample;
 use crate::model::save_vars;
-use crate::pipeline::{adopt_stage, eval_stage, read_json, write_json, Ctx, Event, Summary};
+use crate::pipeline::{adopt_stage, read_json, write_json, Ctx, Event, Summary};
 use crate::ppo::rollout_logprobs;
 use crate::run::UnitLog;
 use crate::sft::validate_optim;
@@ -39,6 +39,8 @@ pub struct EtoMethodConfig {
     pub max_steps: Option<usize>,
     /// Longest generated turn, in tokens. Default 96.
     pub max_new_tokens: usize,
+    /// Training tasks played per cycle (the first ones; 0: all). Default 0.
+    pub tasks: usize,
     /// Passes over the pairs per iteration. Default 1.
     pub epochs: usize,
     /// Pairs per optimizer step. Default 4.
@@ -57,6 +59,7 @@ impl Default for EtoMethodConfig {
             betas: vec![0.1, 0.5],
             max_steps: None,
             max_new_tokens: 96,
+            tasks: 0,
             epochs: 1,
             batch: 4,
             optim: OptimConfig { lr: 5e-5, warmup_steps: 1, ..OptimConfig::default() },
@@ -103,7 +106,9 @@ pub(crate) fn run(
 ) -> Result<(), TrainError> {
     let cfg = cx.cfg;
     let e = &cfg.eto;
-    let (world, train) = (shared.world, shared.train);
+    let world = shared.world;
+    let played = if e.tasks == 0 { shared.train.len() } else { e.tasks.min(shared.train.len()) };
+    let train = &shared.train[..played];
     for k in 1..=cfg.cycles {
         let name = format!("cycle-{k}-explore");
         let dir = cx.stage(&name, Some(train.len()), |cx, dir| {
@@ -159,9 +164,7 @@ pub(crate) fn run(
             cx, lm, shared, health, k, &name, &pairs, &episodes, &stats, &settings, &reference,
         )?;
         adopt_stage(&dir, &name, &shared.vars, summary)?;
-        let label = format!("cycle-{k}");
-        let eval = format!("cycle-{k}-eval");
-        summary.curve.push(eval_stage(cx, lm, world, train, shared.heldout, &eval, &label)?);
+        super::eval_cycle(cx, lm, shared, k, summary)?;
         if let Some(msg) = stopped_in(&dir)? {
             summary.stopped = Some(msg);
             break;

@@ -217,7 +217,7 @@ pub(crate) fn run(
                 let to = state(dir, &format!("{key}."));
                 save_learner(&mut ppo, &shared.vars, &to)?;
                 log.record(&key, it.clone())?;
-                let mut rec = serde_json::to_value(&it.metrics).expect("plain data");
+                let mut rec = serde_json::to_value(it.metrics).expect("plain data");
                 rec["iteration"] = json!(i);
                 rec["success_rate"] = json!(it.success_rate);
                 rec["steps"] = json!(steps);

@@ -16,7 +16,7 @@ use super::{
 use crate::health::HealthSample;
 use crate::inspect::{hash_str, mix_seed};
 use crate::model::save_vars;
-use crate::pipeline::{adopt_stage, eval_stage, read_json, write_json, Ctx, Event, Summary};
+use crate::pipeline::{adopt_stage, read_json, write_json, Ctx, Event, Summary};
 use crate::ppo::rollout_logprobs;
 use crate::run::UnitLog;
 use crate::sft::{train_sft, SftConfig};
@@ -33,6 +33,8 @@ pub struct RftConfig {
     pub temperature: f64,
     /// Longest generated turn, in tokens. Default 96.
     pub max_new_tokens: usize,
+    /// Training tasks played per cycle (the first ones; 0: all). Default 0.
+    pub tasks: usize,
     /// Step limit of an episode (default: the world's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_steps: Option<usize>,
@@ -50,6 +52,7 @@ impl Default for RftConfig {
             samples: 4,
             temperature: 1.0,
             max_new_tokens: 96,
+            tasks: 0,
             max_steps: None,
             include_expert: false,
             sft: SftConfig {
@@ -88,7 +91,9 @@ pub(crate) fn run(
 ) -> Result<(), TrainError> {
     let cfg = cx.cfg;
     let r = &cfg.rft;
-    let (world, train) = (shared.world, shared.train);
+    let world = shared.world;
+    let played = if r.tasks == 0 { shared.train.len() } else { r.tasks.min(shared.train.len()) };
+    let train = &shared.train[..played];
     for k in 1..=cfg.cycles {
         let name = format!("cycle-{k}-sample");
         let dir = cx.stage(&name, Some(train.len()), |cx, dir| {
@@ -137,7 +142,7 @@ pub(crate) fn run(
         let episodes: Vec<Episode> = read_json(&dir.join("episodes.json"))?;
         let stats: Value = read_json(&dir.join("stats.json"))?;
         if r.include_expert {
-            data.extend(train.iter().cloned());
+            data.extend(shared.train.iter().cloned());
         }
 
         let name = format!("cycle-{k}-train");
@@ -187,9 +192,7 @@ pub(crate) fn run(
                 o.insert("best_of_n".into(), stats["best_of_n"].clone());
             }
         }
-        let eval = format!("cycle-{k}-eval");
-        let label = format!("cycle-{k}");
-        summary.curve.push(eval_stage(cx, lm, world, train, shared.heldout, &eval, &label)?);
+        super::eval_cycle(cx, lm, shared, k, summary)?;
         if let Some(msg) = stopped_in(&dir)? {
             summary.stopped = Some(msg);
             break;
