@@ -100,6 +100,16 @@ pub fn print_summary(s: &Summary) {
         );
     }
     println!();
+    for a in &s.alarms {
+        println!(
+            "health alarm in {}: {}",
+            a["stage"].as_str().unwrap_or("?"),
+            a["message"].as_str().unwrap_or("?")
+        );
+    }
+    if let Some(why) = &s.stopped {
+        println!("stopped early: {why}");
+    }
     for (stage, secs) in &s.seconds {
         println!("{stage:<20} {secs:>8.1} s");
     }
