@@ -8,7 +8,13 @@ use stepagent_env::Split;
 use stepagent_lm::LoraConfig;
 
 use crate::dpo::ReflectConfig;
+use crate::health::HealthConfig;
 use crate::inspect::InspectConfig;
+use crate::methods::eto::EtoMethodConfig;
+use crate::methods::inverse::InverseConfig;
+use crate::methods::ipr::IprMethodConfig;
+use crate::methods::outcome_ppo::OutcomePpoConfig;
+use crate::methods::rft::RftConfig;
 use crate::sft::SftConfig;
 use crate::traj::BadRecords;
 use crate::TrainError;
@@ -22,6 +28,59 @@ pub enum Method {
     /// SFT, then K cycles of inspection → step-DPO reflection → evaluation.
     #[default]
     StepagentImplicit,
+    /// SFT, then K cycles of inspection → discriminator → PPO on its step rewards →
+    /// evaluation (section `[inverse]`).
+    StepagentInverse,
+    /// SFT, then PPO on whole sampled episodes with the final reward as the only signal
+    /// (section `[ppo]`).
+    Ppo,
+    /// SFT, then ETO: greedy exploration, failures paired with the expert, trajectory DPO
+    /// (section `[eto]`).
+    Eto,
+    /// SFT, then rejection-sampling fine-tuning on the agent's own successes (section `[rft]`).
+    Rft,
+    /// SFT, then IPR: step pairs judged by Monte-Carlo step rewards and outcomes, DPO + NLL
+    /// (section `[ipr]`).
+    Ipr,
+}
+
+impl Method {
+    /// Every method, in the order comparison tables list them.
+    pub const ALL: [Method; 7] = [
+        Method::Sft,
+        Method::Ppo,
+        Method::Rft,
+        Method::Eto,
+        Method::Ipr,
+        Method::StepagentImplicit,
+        Method::StepagentInverse,
+    ];
+
+    /// The name a config uses.
+    pub fn key(self) -> &'static str {
+        match self {
+            Method::Sft => "sft",
+            Method::StepagentImplicit => "stepagent-implicit",
+            Method::StepagentInverse => "stepagent-inverse",
+            Method::Ppo => "ppo",
+            Method::Eto => "eto",
+            Method::Rft => "rft",
+            Method::Ipr => "ipr",
+        }
+    }
+
+    /// The name tables show.
+    pub fn label(self) -> &'static str {
+        match self {
+            Method::Sft => "SFT",
+            Method::StepagentImplicit => "StepAgent-Implicit",
+            Method::StepagentInverse => "StepAgent-Inverse",
+            Method::Ppo => "PPO",
+            Method::Eto => "ETO",
+            Method::Rft => "RFT",
+            Method::Ipr => "IPR",
+        }
+    }
 }
 
 /// Which weights training updates.
@@ -159,7 +218,8 @@ impl Default for EvalConfig {
 pub struct TrainConfig {
     /// The run's name: it is written into `runs/<name>/`.
     pub name: String,
-    /// `sft` or `stepagent-implicit`. Default `stepagent-implicit`.
+    /// `sft`, `stepagent-implicit`, `stepagent-inverse`, `ppo`, `eto`, `rft` or `ipr`.
+    /// Default `stepagent-implicit`.
     #[serde(default)]
     pub method: Method,
     /// Cycles K of inspection → reflection → evaluation. Default 3.
@@ -183,6 +243,24 @@ pub struct TrainConfig {
     /// Evaluation.
     #[serde(default)]
     pub eval: EvalConfig,
+    /// StepAgent-Inverse (discriminator and PPO).
+    #[serde(default)]
+    pub inverse: InverseConfig,
+    /// PPO on the outcome reward.
+    #[serde(default)]
+    pub ppo: OutcomePpoConfig,
+    /// ETO.
+    #[serde(default)]
+    pub eto: EtoMethodConfig,
+    /// RFT.
+    #[serde(default)]
+    pub rft: RftConfig,
+    /// IPR.
+    #[serde(default)]
+    pub ipr: IprMethodConfig,
+    /// Training-health alarms of the RL methods.
+    #[serde(default)]
+    pub health: HealthConfig,
 }
 
 fn default_cycles() -> usize {
@@ -219,7 +297,13 @@ impl TrainConfig {
         }
         self.sft.validate("sft")?;
         self.inspect.validate()?;
-        self.reflect.validate()
+        self.reflect.validate()?;
+        self.inverse.validate()?;
+        self.ppo.validate()?;
+        self.eto.validate()?;
+        self.rft.validate()?;
+        self.ipr.validate()?;
+        self.health.validate()
     }
 }
 
@@ -239,6 +323,53 @@ mod tests {
     }
 
     #[test]
+    fn every_method_reads_by_name_with_the_spec_defaults() {
+        for m in Method::ALL {
+            let c =
+                TrainConfig::from_toml(&format!("name = \"r\"\nmethod = \"{}\"", m.key())).unwrap();
+            assert_eq!(c.method, m);
+        }
+        let c = TrainConfig::from_toml("name = \"r\"").unwrap();
+        assert_eq!(c.eto.betas, [0.1, 0.5]);
+        assert_eq!(c.eto.extra_rounds, 5);
+        assert_eq!((c.ipr.rollouts, c.ipr.margin, c.ipr.nll_weight), (5, 0.01, 1.0));
+        assert_eq!(c.inverse.disc.reward, crate::disc::RewardTransform::LogD);
+        assert_eq!(c.inverse.ppo.clip, 0.2);
+        assert_eq!(c.ppo.update.advantage, crate::ppo::Advantage::Group);
+        assert!(c.ppo.samples > 1, "a group baseline needs several episodes per task");
+        assert_eq!(c.health.action, crate::health::HealthAction::Warn);
+    }
+
+    #[test]
+    fn bad_keys_of_the_method_sections_are_named() {
+        for (text, key) in [
+            ("[inverse.disc]\nbatch = 0", "inverse.disc.batch"),
+            ("[inverse.ppo]\nclip = 2.0", "inverse.ppo.clip"),
+            ("[ppo]\nsamples = 0", "ppo.samples"),
+            ("[ppo.update]\nminibatch = 0", "ppo.update.minibatch"),
+            ("[eto]\nbetas = []", "eto.betas"),
+            ("[rft]\nsamples = 0", "rft.samples"),
+            ("[rft.sft.optim]\nlr = -1.0", "rft.sft.optim.lr"),
+            ("[ipr]\nrollouts = 0", "ipr.rollouts"),
+            ("[health]\nkl_max = 0.0", "health.kl_max"),
+        ] {
+            let e =
+                TrainConfig::from_toml(&format!("name = \"r\"\n{text}")).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        for (text, key) in [
+            ("[ipr]\nrolouts = 3", "rolouts"),
+            ("[eto]\nbeta = 0.1", "beta"),
+            ("[inverse.disc]\nhead = 1", "head"),
+            ("[health]\nstop = true", "stop"),
+        ] {
+            let e =
+                TrainConfig::from_toml(&format!("name = \"r\"\n{text}")).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_named() {
         let e = TrainConfig::from_toml("name = \"r\"\n[reflect]\nbeta = 0.1\nbeat = 2")
             .unwrap_err()
@@ -250,8 +381,8 @@ mod tests {
         let e =
             TrainConfig::from_toml("name = \"r\"\n[sft.optim]\nlr = 0.0").unwrap_err().to_string();
         assert!(e.contains("sft.optim.lr"), "{e}");
-        let e = TrainConfig::from_toml("name = \"r\"\nmethod = \"ppo\"").unwrap_err().to_string();
-        assert!(e.contains("method") || e.contains("ppo"), "{e}");
+        let e = TrainConfig::from_toml("name = \"r\"\nmethod = \"ppo2\"").unwrap_err().to_string();
+        assert!(e.contains("ppo2") && e.contains("stepagent-inverse"), "{e}");
         let e = TrainConfig::from_toml("name = \"r\"\n[inspect]\ncompare = \"thought\"")
             .unwrap_err()
             .to_string();

@@ -290,21 +290,52 @@ impl<M: StepModel> Discriminator<M> {
         order.shuffle(&mut rng);
         let mut acc = Accum::default();
         for batch in order.chunks(self.cfg.batch) {
-            for pass in batch.chunks(self.cfg.pairs_per_pass.max(1)) {
-                let steps: Vec<Step<'_>> =
-                    pass.iter().flat_map(|&i| [pairs[i].0, pairs[i].1]).collect();
-                let labels: Vec<f32> = pass.iter().flat_map(|_| [1.0, 0.0]).collect();
-                let x = self.logits(&steps, true)?;
-                let loss = bce_with_logits(&x, &labels)?;
-                // The pass's mean over its steps is the mean of its pairs' means.
-                acc.loss += loss.to_scalar::<f32>()? as f64 * pass.len() as f64;
-                x.to_vec1::<f32>()?.chunks(2).for_each(|pair| acc.push(pair));
-                let share = pass.len() as f64 / batch.len() as f64;
-                opt.accumulate(&(loss * share)?.backward()?)?;
-            }
+            self.accumulate_batch(&pairs, batch, opt, &mut acc)?;
             opt.step()?;
         }
         Ok(acc.metrics())
+    }
+
+    /// The gradients of one batch of `triples` (given by index), accumulated into `opt`
+    /// without a step: for a caller that runs its own (resumable) epoch loop. Returns the
+    /// batch's metrics, measured before the update.
+    pub fn accumulate(
+        &self,
+        trajectories: &[Trajectory],
+        triples: &[StepTriple],
+        batch: &[usize],
+        opt: &mut Optimizer,
+    ) -> Result<DiscMetrics, TrainError> {
+        let chosen: Vec<StepTriple> = batch.iter().map(|&i| triples[i].clone()).collect();
+        let pairs = pair_steps(trajectories, &chosen)?;
+        let idx: Vec<usize> = (0..pairs.len()).collect();
+        let mut acc = Accum::default();
+        self.accumulate_batch(&pairs, &idx, opt, &mut acc)?;
+        Ok(acc.metrics())
+    }
+
+    /// Forward and backward passes of the pairs `batch` (indices into `pairs`), in passes of
+    /// `pairs_per_pass`, each pass weighted by its share of the batch.
+    fn accumulate_batch(
+        &self,
+        pairs: &[(Step<'_>, Step<'_>)],
+        batch: &[usize],
+        opt: &mut Optimizer,
+        acc: &mut Accum,
+    ) -> Result<(), TrainError> {
+        for pass in batch.chunks(self.cfg.pairs_per_pass.max(1)) {
+            let steps: Vec<Step<'_>> =
+                pass.iter().flat_map(|&i| [pairs[i].0, pairs[i].1]).collect();
+            let labels: Vec<f32> = pass.iter().flat_map(|_| [1.0, 0.0]).collect();
+            let x = self.logits(&steps, true)?;
+            let loss = bce_with_logits(&x, &labels)?;
+            // The pass's mean over its steps is the mean of its pairs' means.
+            acc.loss += loss.to_scalar::<f32>()? as f64 * pass.len() as f64;
+            x.to_vec1::<f32>()?.chunks(2).for_each(|pair| acc.push(pair));
+            let share = pass.len() as f64 / batch.len() as f64;
+            opt.accumulate(&(loss * share)?.backward()?)?;
+        }
+        Ok(())
     }
 
     /// `cfg.epochs` passes of [`Discriminator::train_epoch`]; each pass's metrics.

@@ -55,6 +55,21 @@ impl TrainError {
         TrainError::Config { key: key.to_string(), message: message.into() }
     }
 
+    /// The same error with a `Config` key's leading `from` replaced by `to` (a nested
+    /// section validated by its own code, which names keys from its own root).
+    pub(crate) fn rekey(self, from: &str, to: &str) -> Self {
+        match self {
+            TrainError::Config { key, message } => {
+                let key = match key.strip_prefix(from) {
+                    Some(rest) => format!("{to}{rest}"),
+                    None => format!("{to}{key}"),
+                };
+                TrainError::Config { key, message }
+            }
+            other => other,
+        }
+    }
+
     pub(crate) fn file(path: &std::path::Path, message: impl ToString) -> Self {
         TrainError::File { path: path.to_path_buf(), message: message.to_string() }
     }

@@ -11,6 +11,9 @@
 //!   exploding, non-finite loss) that warn or stop.
 //! - [`baselines`]: the peers' pair construction and losses, ETO (trajectory-level DPO) and
 //!   IPR (step pairs filtered by Monte-Carlo step rewards, DPO + NLL).
+//! - [`methods`]: StepAgent-Inverse and the baselines (PPO on the outcome, ETO, RFT, IPR) as
+//!   cycles after the shared SFT stage, with their configs and health alarms.
+//! - [`compare`]: several methods on one SFT checkpoint per world, into one table.
 //! - [`agreement`]: the expert-agreement curve (greedy action == expert action, expert
 //!   log-prob) on held-out expert prefixes.
 //! - [`pipeline`]: SFT then K cycles of inspection → reflection → evaluation, written into a
@@ -25,6 +28,7 @@
 
 pub mod agreement;
 pub mod baselines;
+pub mod compare;
 pub mod config;
 pub mod disc;
 pub mod dpo;
@@ -32,6 +36,7 @@ mod epochs;
 mod error;
 pub mod health;
 pub mod inspect;
+pub mod methods;
 pub mod model;
 pub mod optim;
 pub mod pipeline;

@@ -1,5 +1,6 @@
-//! The whole run: expert data → SFT → K cycles of inspection → reflection → evaluation, each
-//! a stage of the run directory, so a killed run continues from its last finished unit.
+//! The whole run: expert data → SFT → K cycles of the configured method (StepAgent-Implicit:
+//! inspection → reflection → evaluation; the others in [`crate::methods`]), each a stage of
+//! the run directory, so a killed run continues from its last finished unit.
 //!
 //! Stages (`runs/<name>/stages/…`):
 //! - `expert`: `train.json`, `heldout.json` (the expert trajectories: the world's expert, or
@@ -11,6 +12,8 @@
 //! - `cycle-K-reflect`: `reference.json` (cached reference log-probs),
 //!   `trainable.safetensors`; resumable by epoch.
 //! - `cycle-K-eval`: agreement and success after cycle K.
+//! - The other methods' stages are listed in [`crate::methods`]; every method evaluates into
+//!   `cycle-K-eval`, so their curves line up with Implicit's.
 //!
 //! Then `summary.json` (the agreement curve, success per stage, wall times) and, when
 //! configured, the final model in Hugging Face layout under `checkpoints/final`.
@@ -98,6 +101,16 @@ pub struct Summary {
     pub training: Vec<(String, Value)>,
     /// Wall seconds per stage (as recorded when the stage ran).
     pub seconds: Vec<(String, f64)>,
+    /// Optimizer steps taken on the policy after SFT, all cycles together (the budget
+    /// `stepagent compare` matches methods on).
+    #[serde(default)]
+    pub updates: usize,
+    /// Health alarms raised by RL stages (`metrics.jsonl` records of kind `health`).
+    #[serde(default)]
+    pub alarms: Vec<Value>,
+    /// Why the method stopped before its last cycle (a health alarm under `stop`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 /// A greedy agent over a borrowed engine, for evaluation episodes; each episode's KV cache is
@@ -132,26 +145,29 @@ impl Policy for GreedyAgent<'_> {
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, TrainError> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, TrainError> {
     let text = std::fs::read_to_string(path).map_err(|e| TrainError::file(path, e))?;
     serde_json::from_str(&text).map_err(|e| TrainError::file(path, e))
 }
 
-fn write_json(path: &Path, value: &impl Serialize) -> Result<(), TrainError> {
+pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<(), TrainError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| TrainError::file(path, e))?;
     Ok(write_atomic(path, text.as_bytes())?)
 }
 
-struct Ctx<'a> {
-    cfg: &'a TrainConfig,
-    run: &'a RunDir,
+/// What every stage of a run shares: the config, the run directory, the metrics log, the
+/// observer and the wall times recorded so far.
+pub(crate) struct Ctx<'a> {
+    pub cfg: &'a TrainConfig,
+    pub run: &'a RunDir,
     metrics: MetricsLog,
-    observer: &'a mut dyn FnMut(&Event<'_>) -> Result<(), TrainError>,
+    pub observer: &'a mut dyn FnMut(&Event<'_>) -> Result<(), TrainError>,
     seconds: Vec<(String, f64)>,
 }
 
 impl Ctx<'_> {
-    fn log(&mut self, stage: &str, kind: &str, value: &Value) -> Result<(), TrainError> {
+    /// Appends a metrics record of `stage` and `kind` (the fields of `value` merged in).
+    pub fn log(&mut self, stage: &str, kind: &str, value: &Value) -> Result<(), TrainError> {
         let mut rec = json!({"stage": stage, "kind": kind});
         if let (Some(r), Some(v)) = (rec.as_object_mut(), value.as_object()) {
             r.extend(v.clone());
@@ -161,7 +177,7 @@ impl Ctx<'_> {
     }
 
     /// Runs `build` as stage `name` unless finished; records its wall time in the stage.
-    fn stage(
+    pub fn stage(
         &mut self,
         name: &str,
         units: Option<usize>,
@@ -246,7 +262,7 @@ fn evaluate(
 }
 
 /// Evaluation as stage `name` (skipped when finished, its stored point returned).
-fn eval_stage(
+pub(crate) fn eval_stage(
     cx: &mut Ctx<'_>,
     lm: &Lm,
     world: &dyn World,
@@ -264,20 +280,33 @@ fn eval_stage(
     read_json(&dir.join("eval.json"))
 }
 
-/// Runs (or continues) the whole pipeline of `cfg` in `run` on the base model `lm` (LoRA or
-/// full fine-tuning is enabled here). `world` must be the world `cfg.data.world` names.
-pub fn run_pipeline(
-    cfg: &TrainConfig,
-    run: &RunDir,
-    lm: &mut Lm,
-    world: &dyn World,
-    observer: &mut dyn FnMut(&Event<'_>) -> Result<(), TrainError>,
-) -> Result<Summary, TrainError> {
-    cfg.validate()?;
+/// Loads a fresh copy of the base model (the policy; StepAgent-Inverse's discriminator
+/// backbone is a second copy).
+pub type LoadModel<'a> = &'a dyn Fn() -> Result<Lm, TrainError>;
+
+/// Makes `lm` trainable as the config says (LoRA adapters or every weight).
+pub(crate) fn make_trainable(cfg: &TrainConfig, lm: &mut Lm) -> Result<(), TrainError> {
     match cfg.model.finetune {
         Finetune::Lora => lm.enable_lora(&cfg.model.lora)?,
         Finetune::Full => lm.enable_full_finetuning()?,
     }
+    Ok(())
+}
+
+/// Runs (or continues) the whole pipeline of `cfg` in `run`. `load` gives the base model
+/// (LoRA or full fine-tuning is enabled here); `world` must be the world `cfg.data.world`
+/// names.
+pub fn run_pipeline(
+    cfg: &TrainConfig,
+    run: &RunDir,
+    load: LoadModel<'_>,
+    world: &dyn World,
+    observer: &mut dyn FnMut(&Event<'_>) -> Result<(), TrainError>,
+) -> Result<Summary, TrainError> {
+    cfg.validate()?;
+    let mut policy = load()?;
+    let lm = &mut policy;
+    make_trainable(cfg, lm)?;
     let mut cx = Ctx { cfg, run, metrics: run.metrics()?, observer, seconds: Vec::new() };
 
     // Expert data.
@@ -340,77 +369,27 @@ pub fn run_pipeline(
     }
     summary.curve.push(eval_stage(&mut cx, lm, world, &train, &heldout, "eval-sft", "sft")?);
 
-    let cycles = if cfg.method == Method::Sft { 0 } else { cfg.cycles };
-    let mut checkpoint = "stages/sft".to_string();
-    for k in 1..=cycles {
-        let lm_ref: &Lm = lm;
-        let name = format!("cycle-{k}-inspect");
-        let dir = cx.stage(&name, Some(train.len()), |cx, dir| {
-            let mut log = UnitLog::<InspectUnit>::open(&dir.join("units.jsonl"))?;
-            let (triples, stats) = inspect_all(
-                lm_ref,
-                &train,
-                &cfg.inspect,
-                k,
-                &checkpoint,
-                Some(world),
-                &mut log,
-                &mut |done, of| (cx.observer)(&Event::Unit { stage: &name, done, of }),
-            )?;
-            let mut lines = String::new();
-            for t in &triples {
-                lines.push_str(&serde_json::to_string(t).expect("plain data"));
-                lines.push('\n');
-            }
-            write_atomic(&dir.join("triples.jsonl"), lines.as_bytes())?;
-            cx.log(&name, "inspect", &serde_json::to_value(&stats).expect("plain data"))?;
-            write_json(&dir.join("stats.json"), &stats)
-        })?;
-        let triples: Vec<StepTriple> = std::fs::read_to_string(dir.join("triples.jsonl"))
-            .map_err(|e| TrainError::file(&dir.join("triples.jsonl"), e))?
-            .lines()
-            .enumerate()
-            .map(|(i, l)| {
-                serde_json::from_str(l).map_err(|e| {
-                    TrainError::file(&dir.join("triples.jsonl"), format!("line {}: {e}", i + 1))
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        summary.inspections.push(read_json(&dir.join("stats.json"))?);
-
-        let name = format!("cycle-{k}-reflect");
-        let dir = cx.stage(&name, Some(cfg.reflect.epochs), |cx, dir| {
-            let reference = cached_reference(dir, triples.len(), || match cfg.reflect.reference {
-                Reference::CycleStart => {
-                    reference_logps(lm_ref, &train, &triples, cfg.reflect.pairs_per_pass)
-                }
-                Reference::Sft => {
-                    let now = snapshot_vars(&vars)?;
-                    load_vars(&sft_dir.join("trainable.safetensors"), &vars)?;
-                    let r = reference_logps(lm_ref, &train, &triples, cfg.reflect.pairs_per_pass);
-                    restore_vars(&vars, &now)?;
-                    r
-                }
-            })?;
-            let mut log = |kind: &str, v: &Value| cx.log(&name, kind, v);
-            let epochs =
-                train_step_dpo(lm_ref, &train, &triples, &reference, &cfg.reflect, dir, &mut log)?;
-            write_json(&dir.join("epochs.json"), &epochs)
-        })?;
-        load_vars(&dir.join("trainable.safetensors"), &vars)?;
-        if let Some(last) = read_json::<Vec<Value>>(&dir.join("epochs.json"))?.pop() {
-            summary.training.push((name.clone(), last));
+    let shared = crate::methods::Shared {
+        world,
+        train: &train,
+        heldout: &heldout,
+        sft_weights: sft_dir.join("trainable.safetensors"),
+        vars: vars.clone(),
+        load,
+    };
+    let mut health = crate::methods::Health::new(&cfg.health)?;
+    match cfg.method {
+        Method::Sft => {}
+        Method::StepagentImplicit => implicit_cycles(&mut cx, lm, &shared, &mut summary)?,
+        Method::StepagentInverse => {
+            crate::methods::inverse::run(&mut cx, lm, &shared, &mut health, &mut summary)?
         }
-        checkpoint = format!("stages/{name}");
-        summary.curve.push(eval_stage(
-            &mut cx,
-            lm,
-            world,
-            &train,
-            &heldout,
-            &format!("cycle-{k}-eval"),
-            &format!("cycle-{k}"),
-        )?);
+        Method::Ppo => {
+            crate::methods::outcome_ppo::run(&mut cx, lm, &shared, &mut health, &mut summary)?
+        }
+        Method::Eto => crate::methods::eto::run(&mut cx, lm, &shared, &mut health, &mut summary)?,
+        Method::Rft => crate::methods::rft::run(&mut cx, lm, &shared, &mut health, &mut summary)?,
+        Method::Ipr => crate::methods::ipr::run(&mut cx, lm, &shared, &mut health, &mut summary)?,
     }
 
     if cfg.model.save_final {
@@ -420,6 +399,7 @@ pub fn run_pipeline(
         }
     }
     summary.seconds = cx.seconds.clone();
+    summary.alarms = crate::methods::logged_alarms(run.path())?;
     write_json(&run.path().join("summary.json"), &summary)?;
     // The report is derived from files already saved; failing to draw it must not fail a
     // finished run.
@@ -427,4 +407,115 @@ pub fn run_pipeline(
         tracing::warn!(error = %e, "could not write the run's report.md and plots");
     }
     Ok(summary)
+}
+
+/// Inspection of cycle `k` as stage `cycle-K-inspect` (resumable by trajectory): the triples,
+/// with the cycle's totals pushed into `summary`.
+pub(crate) fn inspect_stage(
+    cx: &mut Ctx<'_>,
+    lm: &Lm,
+    shared: &crate::methods::Shared<'_>,
+    k: usize,
+    checkpoint: &str,
+    summary: &mut Summary,
+) -> Result<Vec<StepTriple>, TrainError> {
+    let cfg = cx.cfg;
+    let (world, train) = (shared.world, shared.train);
+    let name = format!("cycle-{k}-inspect");
+    let dir = cx.stage(&name, Some(train.len()), |cx, dir| {
+        let mut log = UnitLog::<InspectUnit>::open(&dir.join("units.jsonl"))?;
+        let (triples, stats) = inspect_all(
+            lm,
+            train,
+            &cfg.inspect,
+            k,
+            checkpoint,
+            Some(world),
+            &mut log,
+            &mut |done, of| (cx.observer)(&Event::Unit { stage: &name, done, of }),
+        )?;
+        let mut lines = String::new();
+        for t in &triples {
+            lines.push_str(&serde_json::to_string(t).expect("plain data"));
+            lines.push('\n');
+        }
+        write_atomic(&dir.join("triples.jsonl"), lines.as_bytes())?;
+        cx.log(&name, "inspect", &serde_json::to_value(&stats).expect("plain data"))?;
+        write_json(&dir.join("stats.json"), &stats)
+    })?;
+    let path = dir.join("triples.jsonl");
+    let triples: Vec<StepTriple> = std::fs::read_to_string(&path)
+        .map_err(|e| TrainError::file(&path, e))?
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .map_err(|e| TrainError::file(&path, format!("line {}: {e}", i + 1)))
+        })
+        .collect::<Result<_, _>>()?;
+    summary.inspections.push(read_json(&dir.join("stats.json"))?);
+    Ok(triples)
+}
+
+/// Loads a finished training stage's weights into the policy and records its last-epoch
+/// metrics and optimizer steps in `summary`.
+pub(crate) fn adopt_stage(
+    dir: &Path,
+    name: &str,
+    vars: &[(String, candle_core::Var)],
+    summary: &mut Summary,
+) -> Result<(), TrainError> {
+    load_vars(&dir.join("trainable.safetensors"), vars)?;
+    if let Some(last) = read_json::<Vec<Value>>(&dir.join("epochs.json"))?.pop() {
+        summary.updates += last["steps"].as_u64().unwrap_or(0) as usize;
+        summary.training.push((name.to_string(), last));
+    }
+    Ok(())
+}
+
+/// StepAgent-Implicit: K cycles of inspection → step-DPO reflection → evaluation.
+fn implicit_cycles(
+    cx: &mut Ctx<'_>,
+    lm: &Lm,
+    shared: &crate::methods::Shared<'_>,
+    summary: &mut Summary,
+) -> Result<(), TrainError> {
+    let cfg = cx.cfg;
+    let (world, train, heldout, vars) = (shared.world, shared.train, shared.heldout, &shared.vars);
+    let mut checkpoint = "stages/sft".to_string();
+    for k in 1..=cfg.cycles {
+        let triples = inspect_stage(cx, lm, shared, k, &checkpoint, summary)?;
+        let name = format!("cycle-{k}-reflect");
+        let dir = cx.stage(&name, Some(cfg.reflect.epochs), |cx, dir| {
+            let reference = cached_reference(dir, triples.len(), || match cfg.reflect.reference {
+                Reference::CycleStart => {
+                    reference_logps(lm, train, &triples, cfg.reflect.pairs_per_pass)
+                }
+                Reference::Sft => {
+                    let now = snapshot_vars(vars)?;
+                    load_vars(&shared.sft_weights, vars)?;
+                    let r = reference_logps(lm, train, &triples, cfg.reflect.pairs_per_pass);
+                    restore_vars(vars, &now)?;
+                    r
+                }
+            })?;
+            let mut log = |kind: &str, v: &Value| cx.log(&name, kind, v);
+            let epochs =
+                train_step_dpo(lm, train, &triples, &reference, &cfg.reflect, dir, &mut log)?;
+            write_json(&dir.join("epochs.json"), &epochs)
+        })?;
+        adopt_stage(&dir, &name, vars, summary)?;
+        checkpoint = format!("stages/{name}");
+        let eval = format!("cycle-{k}-eval");
+        summary.curve.push(eval_stage(
+            cx,
+            lm,
+            world,
+            train,
+            heldout,
+            &eval,
+            &format!("cycle-{k}"),
+        )?);
+    }
+    Ok(())
 }

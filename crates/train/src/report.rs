@@ -384,6 +384,55 @@ fn curve_figure(summary: &Summary) -> FigureOrReason {
     Ok(Figure { title: "Evaluation curve".into(), panels: vec![panel] })
 }
 
+/// One chart of a method comparison: a line per method, success per evaluation point.
+#[derive(Debug)]
+pub struct ComparePanel<'a> {
+    /// The chart's title (world and split).
+    pub title: String,
+    /// Success on unseen tasks (else seen).
+    pub unseen: bool,
+    /// Each method's label and evaluation curve (base, sft, cycle-1 …).
+    pub methods: Vec<(String, &'a [EvalPoint])>,
+}
+
+/// Draws the comparison figure (one panel per world and split, 95% Wilson bars) into
+/// `path`, atomically; nothing is drawn when no panel has data.
+pub fn write_compare_figure(path: &Path, panels: &[ComparePanel<'_>]) -> Result<bool, TrainError> {
+    let mut out = Vec::new();
+    for p in panels {
+        let mut series: Vec<Series> = p
+            .methods
+            .iter()
+            .map(|(name, curve)| {
+                let unseen = p.unseen;
+                rate_series(name, curve, move |q| {
+                    if unseen { q.unseen } else { q.seen }.map(success_rate)
+                })
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect();
+        if series.is_empty() {
+            continue;
+        }
+        spread_bars(&mut series);
+        let longest = p.methods.iter().map(|(_, c)| *c).max_by_key(|c| c.len()).unwrap_or(&[]);
+        out.push(Panel {
+            title: p.title.clone(),
+            x_desc: "evaluation point".into(),
+            y_desc: "success %".into(),
+            series,
+            x_names: longest.iter().map(|q| q.label.clone()).collect(),
+            y_range: Some((0.0, 100.0)),
+            legend_low: true,
+        });
+    }
+    if out.is_empty() {
+        return Ok(false);
+    }
+    render_figure(path, &Figure { title: "Success per method".into(), panels: out })?;
+    Ok(true)
+}
+
 fn rate_series(
     name: &str,
     curve: &[EvalPoint],
@@ -546,6 +595,7 @@ fn report_markdown(summary: &Summary, metrics: &MetricsFile, plots: &[PlotOutcom
     md.push_str(&eval_section(&summary.curve));
     md.push_str(&inspection_section(&summary.inspections));
     md.push_str(&training_section(&summary.training));
+    md.push_str(&health_section(summary));
     md.push_str(&timing_section(&summary.seconds));
     md.push_str(&plots_section(plots, metrics));
     md
@@ -715,6 +765,30 @@ fn metric_cell(v: &Value) -> String {
     }
 }
 
+/// The RL stages' health alarms, and why the method stopped early if it did.
+fn health_section(summary: &Summary) -> String {
+    let mut md = String::from("## Training health\n\n");
+    if let Some(why) = &summary.stopped {
+        let _ = writeln!(md, "**Stopped early:** {why}\n");
+    }
+    if summary.alarms.is_empty() {
+        md.push_str("No health alarm was raised.\n\n");
+        return md;
+    }
+    md.push_str("| stage | alarm | what |\n|---|---|---|\n");
+    for a in &summary.alarms {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} |",
+            a["stage"].as_str().unwrap_or("?"),
+            a["alarm"].as_str().unwrap_or("?"),
+            a["message"].as_str().unwrap_or("")
+        );
+    }
+    md.push('\n');
+    md
+}
+
 fn timing_section(seconds: &[(String, f64)]) -> String {
     let mut md = String::from("## Wall time\n\n");
     if seconds.is_empty() {
@@ -810,6 +884,7 @@ mod tests {
                 ),
             ],
             seconds: vec![("sft".into(), 30.0), ("cycle-1-reflect".into(), 200.0)],
+            ..Default::default()
         }
     }
 
@@ -850,6 +925,24 @@ mod tests {
         for n in names {
             assert!(svg.contains(n), "{} lacks {n:?}", path.display());
         }
+    }
+
+    #[test]
+    fn health_alarms_and_an_early_stop_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = summary();
+        write_report(dir.path(), &s).unwrap();
+        assert!(read(&dir.path().join("report.md")).contains("No health alarm was raised."));
+        s.alarms = vec![json!({"stage": "cycle-1-ppo", "kind": "health", "step": 3,
+            "alarm": "kl-exploding", "message": "step 3: KL to the reference 1.500 > 1"})];
+        s.stopped = Some("stage cycle-1-ppo stopped by health alarm".into());
+        write_report(dir.path(), &s).unwrap();
+        let md = read(&dir.path().join("report.md"));
+        assert!(
+            md.contains("| cycle-1-ppo | kl-exploding | step 3: KL to the reference 1.500 > 1 |"),
+            "{md}"
+        );
+        assert!(md.contains("**Stopped early:** stage cycle-1-ppo stopped by health alarm"));
     }
 
     #[test]

@@ -245,9 +245,8 @@ fn pipeline_cfg(name: &str) -> TrainConfig {
 fn run(dir: &Path, stop: &mut dyn FnMut(&Event<'_>) -> bool) -> Result<Summary, TrainError> {
     let cfg = pipeline_cfg("r");
     let run = RunDir::open(dir, &cfg, false)?;
-    let mut lm = tiny_lm(3);
     let w = world();
-    run_pipeline(&cfg, &run, &mut lm, &w, &mut |e| {
+    run_pipeline(&cfg, &run, &|| Ok(tiny_lm(3)), &w, &mut |e| {
         if stop(e) {
             Err(TrainError::Config { key: "test".into(), message: "killed".into() })
         } else {

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod chat;
+mod compare;
 mod data;
 mod demo;
 mod env;
@@ -35,9 +36,12 @@ enum Command {
     Quickstart(quickstart::QuickstartArgs),
     /// Expert vs random play in the household world (seconds; no model).
     Demo(demo::DemoArgs),
-    /// Train an agent (SFT, StepAgent-Implicit) from a TOML run config into runs/<name>/;
-    /// rerunning a killed run continues it.
+    /// Train an agent (SFT, StepAgent-Implicit or -Inverse, PPO, ETO, RFT, IPR) from a TOML
+    /// run config into runs/<name>/; rerunning a killed run continues it.
     Train(train::TrainArgs),
+    /// Compare methods from one SFT checkpoint per world: a success table with 95% intervals
+    /// (runs/<name>/compare/); rerunning continues, finished methods are skipped.
+    Compare(compare::CompareArgs),
     /// Language models: fetch the default one, inspect one.
     #[command(subcommand)]
     Model(model::ModelCommand),
@@ -54,6 +58,7 @@ impl Cli {
             Command::Quickstart(a) => a.run(),
             Command::Demo(a) => a.run(),
             Command::Train(a) => a.run(),
+            Command::Compare(a) => a.run(),
             Command::Model(c) => c.run(),
             Command::Chat(a) => a.run(),
         }

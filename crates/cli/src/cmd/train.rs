@@ -1,4 +1,5 @@
-//! `stepagent train CONFIG.toml`: SFT and StepAgent-Implicit into `runs/<name>/`, resumable.
+//! `stepagent train CONFIG.toml`: SFT and one method (StepAgent-Implicit or -Inverse, PPO, ETO,
+//! RFT, IPR) into `runs/<name>/`, resumable.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -32,16 +33,46 @@ fn open_world(cfg: &TrainConfig) -> anyhow::Result<WorldRef> {
             "config key `data.world`: required (the world whose expert writes the training data)"
         );
     };
+    open_named_world(name, cfg.data.world_options.as_ref())
+        .with_context(|| format!("config key `data.world`: `{name}`"))
+}
+
+/// The world `name` with `options` (its own keys).
+pub fn open_named_world(name: &str, options: Option<&toml::Table>) -> anyhow::Result<WorldRef> {
     // The policy crate's toy world is not in the registry (it exists for tests); it is
     // offered here too so a whole run can be tried in seconds.
     if name == "line" {
         return Ok(stepagent_policy::toy::LineWorld::default().shared());
     }
-    let options = match &cfg.data.world_options {
-        Some(t) => serde_json::to_value(t).context("config key `data.world_options`")?,
+    let options = match options {
+        Some(t) => serde_json::to_value(t).context("world options")?,
         None => serde_json::Value::Null,
     };
-    registry::open(name, &options).with_context(|| format!("config key `data.world`: `{name}`"))
+    Ok(registry::open(name, &options)?)
+}
+
+/// The model path of a config: a file or folder, or `default` (fetched once).
+pub fn model_path(path: Option<&Path>, label: &str) -> anyhow::Result<PathBuf> {
+    Ok(match path {
+        None => bail!(
+            "{label}: config key `model.path`: required (a .gguf file, a Hugging Face \
+             directory, or `default`)"
+        ),
+        Some(p) if p.as_os_str() == "default" => {
+            fetch::ensure_default_model(&mut |m| eprintln!("{m}"))?
+        }
+        Some(p) => p.to_path_buf(),
+    })
+}
+
+/// Loads the base model at `model` as the training crate asks for it.
+pub fn loader(model: &Path) -> impl Fn() -> Result<Lm, stepagent_train::TrainError> + '_ {
+    move || {
+        Lm::load(model).map_err(|e| stepagent_train::TrainError::Config {
+            key: "model.path".into(),
+            message: format!("loading {}: {e}", model.display()),
+        })
+    }
 }
 
 pub fn print_summary(s: &Summary) {
@@ -69,6 +100,16 @@ pub fn print_summary(s: &Summary) {
         );
     }
     println!();
+    for a in &s.alarms {
+        println!(
+            "health alarm in {}: {}",
+            a["stage"].as_str().unwrap_or("?"),
+            a["message"].as_str().unwrap_or("?")
+        );
+    }
+    if let Some(why) = &s.stopped {
+        println!("stopped early: {why}");
+    }
     for (stage, secs) in &s.seconds {
         println!("{stage:<20} {secs:>8.1} s");
     }
@@ -94,27 +135,18 @@ pub fn run_training(
     force: bool,
 ) -> anyhow::Result<Summary> {
     let world = open_world(cfg).with_context(|| label.to_string())?;
-    let model = match cfg.model.path.as_deref() {
-        None => bail!(
-            "{label}: config key `model.path`: required (a .gguf file, a Hugging Face \
-             directory, or `default`)"
-        ),
-        Some(p) if p.as_os_str() == "default" => {
-            fetch::ensure_default_model(&mut |m| eprintln!("{m}"))?
-        }
-        Some(p) => p.to_path_buf(),
-    };
+    let model = model_path(cfg.model.path.as_deref(), label)?;
     let dir = runs.join(&cfg.name);
     let run = RunDir::open(&dir, cfg, force)?;
     eprintln!("run {} (model {})", dir.display(), model.display());
-    let mut lm = Lm::load(&model).with_context(|| format!("loading {}", model.display()))?;
+    let load = loader(&model);
     let t0 = Instant::now();
     let mut progress = StageProgress::default();
     let mut observer = |e: &Event<'_>| {
         progress.observe(e, t0);
         Ok::<(), stepagent_train::TrainError>(())
     };
-    let summary = run_pipeline(cfg, &run, &mut lm, world.as_ref(), &mut observer)?;
+    let summary = run_pipeline(cfg, &run, &load, world.as_ref(), &mut observer)?;
     print_summary(&summary);
     println!("\nwritten: {} (report.md, plots/, summary.json)", dir.display());
     Ok(summary)
@@ -123,12 +155,12 @@ pub fn run_training(
 /// Progress of the running stage: a bar with an ETA over its units where it has them (drawn
 /// on a terminal only), and a line per stage and per epoch or evaluation either way.
 #[derive(Default)]
-struct StageProgress {
+pub struct StageProgress {
     bar: Option<ProgressBar>,
 }
 
 impl StageProgress {
-    fn observe(&mut self, e: &Event<'_>, t0: Instant) {
+    pub fn observe(&mut self, e: &Event<'_>, t0: Instant) {
         let elapsed = || format!("{:.0} s", t0.elapsed().as_secs_f64());
         match e {
             Event::StageStart { stage, units } => {
@@ -145,7 +177,8 @@ impl StageProgress {
             }
             Event::Metrics(v) => {
                 let kind = v["kind"].as_str().unwrap_or("");
-                if kind.ends_with("epoch") || kind == "eval" || kind == "inspect" {
+                let shown = ["eval", "inspect", "explore", "sample", "disc", "health"];
+                if kind.ends_with("epoch") || kind.starts_with("ppo/") || shown.contains(&kind) {
                     self.println(&format!("  {v}"));
                 }
             }
