@@ -127,11 +127,13 @@ pub fn attention(
     scale: f64,
     grad: bool,
 ) -> Result<Tensor> {
+    if !grad || !(q.track_op() || k.track_op() || v.track_op()) {
+        // As they are: a KV cache's keys are a strided view of its buffer, and copying them
+        // at every decoding step would cost more than the attention itself.
+        return forward(q, k, v, mask, scale);
+    }
     let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
     let out = forward(&q.detach(), &k.detach(), &v.detach(), mask, scale)?;
-    if !grad || !(q.track_op() || k.track_op() || v.track_op()) {
-        return Ok(out);
-    }
     q.apply_op3(&k, &v, AttentionGrad { out, mask: mask.clone(), scale })
 }
 
