@@ -194,6 +194,41 @@ fn main() {
         }
     }
 
+    if want("long") {
+        // Decoding late in an episode: 8 sequences of 2,048 cached tokens each (the fixture's
+        // tokens repeated; one prefill, its cache stacked 8 times), 32 steps, greedy. Here the
+        // attention over the cache, not the weights, is most of a step.
+        let (batch, ctx, steps) = (8usize, 2048usize, 32usize);
+        let long: Vec<u32> = text_ids.iter().copied().cycle().take(ctx).collect();
+        let ids = Tensor::new(long.as_slice(), &dev).unwrap().unsqueeze(0).unwrap();
+        let mut one = KvCache::new();
+        let pos = Positions::causal(1, ctx, &dev).unwrap();
+        let h = lm.model.hidden(&ids, &pos, Some(&mut one), false).unwrap();
+        let last = lm.model.logits(&h.narrow(1, ctx - 1, 1).unwrap().squeeze(1).unwrap()).unwrap();
+        let mut cache = KvCache::stack(&vec![(&one, ctx); batch], steps).unwrap();
+        let mut next: Vec<u32> = vec![last.argmax(1).unwrap().to_vec1::<u32>().unwrap()[0]; batch];
+        let cpu0 = cpu_seconds();
+        let (_, secs) = time(|| {
+            for step in 0..steps {
+                let s = ctx + step + 1;
+                let at = vec![vec![(ctx + step) as u32]; batch];
+                let pos = Positions::general(at, s, &dev, |_, _, _| true).unwrap();
+                let ids = Tensor::from_vec(next.clone(), (batch, 1), &dev).unwrap();
+                let h = lm.model.hidden(&ids, &pos, Some(&mut cache), false).unwrap();
+                let logits = lm.model.logits(&h.squeeze(1).unwrap()).unwrap();
+                next = logits.argmax(1).unwrap().to_vec1::<u32>().unwrap();
+            }
+        });
+        let cpu = cpu_seconds() - cpu0;
+        let n = (batch * steps) as f64;
+        figures.put("decode_b8_ctx2048_tok_s", n / secs);
+        println!(
+            "decode batch 8 at 2,048 cached tokens: {:.1} tok/s wall, {:.1} tok/s CPU-normalised",
+            n / secs,
+            2.0 * n / cpu
+        );
+    }
+
     if want("prefix") {
         let turns = traj.iter().filter(|m| m.role == Role::Assistant).count();
         let cfg = SamplingConfig { max_new_tokens: 24, ..Default::default() };

@@ -22,6 +22,9 @@ pub enum TrainError {
     /// Running episodes failed.
     #[error(transparent)]
     Episodes(#[from] stepagent_policy::runner::RunError),
+    /// An evaluation failed (its episodes, or writing its transcripts and report).
+    #[error(transparent)]
+    Eval(#[from] stepagent_eval::EvalError),
     /// An expert trajectory is not usable; names the trajectory and turn.
     #[error("trajectory {id}{}: {message}", turn.map(|t| format!(", turn {t}")).unwrap_or_default())]
     Trajectory {

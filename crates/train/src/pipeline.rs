@@ -24,8 +24,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use stepagent_env::{Split, TaskId, World};
+use stepagent_eval::{EvalConfig, Metrics};
 use stepagent_lm::{EpisodeCaches, Lm, SamplingConfig};
-use stepagent_policy::runner::{RunConfig, Runner};
+use stepagent_policy::runner::RunConfig;
 use stepagent_policy::{ActContext, Policy, PolicyError};
 
 use crate::agreement::{expert_agreement, Agreement};
@@ -86,6 +87,12 @@ pub struct EvalPoint {
     pub seen_reward: Option<f64>,
     /// Mean reward on unseen tasks.
     pub unseen_reward: Option<f64>,
+    /// Every figure of the seen episodes (steps, invalid-action and format-error rates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_metrics: Option<Metrics>,
+    /// Every figure of the unseen episodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unseen_metrics: Option<Metrics>,
 }
 
 /// The result of a run.
@@ -207,6 +214,10 @@ impl Ctx<'_> {
     }
 }
 
+/// The untuned, SFT or cycle-K agent measured: agreement on the expert prefixes, then (when
+/// the config asks for episodes) each split played greedily through the evaluation suite,
+/// which writes `<split>/transcripts.jsonl`, `report.json` and `report.md` under `dir`, so the
+/// failure modes behind a point (format errors, invalid actions, loops) can be read.
 fn evaluate(
     lm: &Lm,
     cfg: &TrainConfig,
@@ -214,6 +225,7 @@ fn evaluate(
     train: &[Trajectory],
     heldout: &[Trajectory],
     label: &str,
+    dir: &Path,
 ) -> Result<EvalPoint, TrainError> {
     let ev = &cfg.eval;
     let mut p = EvalPoint { label: label.to_string(), ..EvalPoint::default() };
@@ -233,28 +245,26 @@ fn evaluate(
             caches: EpisodeCaches::new(stepagent_lm::engine::EPISODE_CACHES.max(ev.batch)),
             batch: ev.batch.max(1),
         };
-        let rc = RunConfig {
+        let run = RunConfig {
             workers: 1,
             max_steps: ev.max_steps,
             seed: ev.seed,
             ..RunConfig::default()
         };
-        let runner = Runner::new(world, &agent, rc);
         for (split, n) in [(Split::Seen, ev.seen_tasks), (Split::Unseen, ev.unseen_tasks)] {
-            let n = n.min(world.num_tasks(split));
-            if n == 0 {
+            if n.min(world.num_tasks(split)) == 0 {
                 continue;
             }
-            let tasks: Vec<TaskId> = (0..n).map(|i| TaskId::new(split, i)).collect();
-            let eps = runner.run(&tasks, &mut |_| Ok(()))?;
-            let won = eps.iter().filter(|e| e.won).count();
-            let reward = eps.iter().map(|e| e.reward).sum::<f64>() / n as f64;
+            let suite = EvalConfig { splits: vec![split], n: Some(n), run: run.clone() };
+            let out = dir.join(split.to_string());
+            let report = stepagent_eval::evaluate(world, &agent, &suite, Some(&out), &mut |_| {})?;
+            let Some(m) = report.splits.first().map(|r| r.overall) else { continue };
+            let won = (m.success.k as usize, m.episodes as usize);
             if split == Split::Seen {
-                p.seen = Some((won, n));
-                p.seen_reward = Some(reward);
+                (p.seen, p.seen_reward, p.seen_metrics) = (Some(won), Some(m.reward.mean), Some(m));
             } else {
-                p.unseen = Some((won, n));
-                p.unseen_reward = Some(reward);
+                (p.unseen, p.unseen_reward, p.unseen_metrics) =
+                    (Some(won), Some(m.reward.mean), Some(m));
             }
         }
     }
@@ -273,7 +283,7 @@ pub(crate) fn eval_stage(
 ) -> Result<EvalPoint, TrainError> {
     let cfg = cx.cfg;
     let dir = cx.stage(name, None, |cx, dir| {
-        let p = evaluate(lm, cfg, Some(world), train, heldout, label)?;
+        let p = evaluate(lm, cfg, Some(world), train, heldout, label, dir)?;
         cx.log(name, "eval", &serde_json::to_value(&p).expect("plain data"))?;
         write_json(&dir.join("eval.json"), &p)
     })?;

@@ -20,7 +20,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde_json::Value;
 use stepagent_eval::ci::Rate;
-use stepagent_eval::pct;
+use stepagent_eval::{pct, Metrics};
 
 use crate::agreement::Agreement;
 use crate::inspect::InspectStats;
@@ -593,6 +593,7 @@ fn padded(lo: f64, hi: f64, frac: f64) -> (f64, f64) {
 fn report_markdown(summary: &Summary, metrics: &MetricsFile, plots: &[PlotOutcome]) -> String {
     let mut md = format!("# Run `{}`\n\n", summary.name);
     md.push_str(&eval_section(&summary.curve));
+    md.push_str(&episodes_section(&summary.curve));
     md.push_str(&inspection_section(&summary.inspections));
     md.push_str(&training_section(&summary.training));
     md.push_str(&health_section(summary));
@@ -659,6 +660,41 @@ fn success_cell(s: Option<(usize, usize)>) -> String {
 
 fn opt_number(x: Option<f64>) -> String {
     x.map_or("–".into(), |v| format!("{v:.3}"))
+}
+
+/// How the agents failed: steps, invalid actions and format errors per point and split (from
+/// the evaluation suite's reports, kept with their transcripts in each `*eval*` stage).
+fn episodes_section(curve: &[EvalPoint]) -> String {
+    let rows: Vec<(&str, &str, &Metrics)> = curve
+        .iter()
+        .flat_map(|p| {
+            let seen = p.seen_metrics.as_ref().map(|m| (p.label.as_str(), "seen", m));
+            let unseen = p.unseen_metrics.as_ref().map(|m| (p.label.as_str(), "unseen", m));
+            seen.into_iter().chain(unseen)
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "### Episodes\n\nPer step, pooled over the split's episodes: actions the world did not \
+         accept, and replies with no parseable `Action:` (transcripts and per-task-type reports \
+         in each evaluation stage's `seen/` and `unseen/`).\n\n\
+         | point | split | episodes | mean steps | invalid actions | format errors |\n\
+         |---|---|---:|---:|---|---|\n",
+    );
+    for (label, split, m) in rows {
+        let _ = writeln!(
+            md,
+            "| {label} | {split} | {} | {:.1} | {} | {} |",
+            m.episodes,
+            m.steps.mean,
+            pct(&m.invalid_action_rate),
+            pct(&m.format_error_rate)
+        );
+    }
+    md.push('\n');
+    md
 }
 
 /// Says plainly which points have no success figures, and why that happens.
@@ -866,6 +902,8 @@ mod tests {
                     unseen: Some((3, 10)),
                     seen_reward: Some(0.8),
                     unseen_reward: Some(0.35),
+                    unseen_metrics: Some(unseen_episodes()),
+                    ..Default::default()
                 },
                 EvalPoint {
                     label: "cycle-1".into(),
@@ -886,6 +924,22 @@ mod tests {
             seconds: vec![("sft".into(), 30.0), ("cycle-1-reflect".into(), 200.0)],
             ..Default::default()
         }
+    }
+
+    /// 10 unseen episodes of 5 steps, 3 won, half of them with one invalid action.
+    fn unseen_episodes() -> Metrics {
+        let outcomes: Vec<stepagent_eval::Outcome> = (0..10)
+            .map(|i| stepagent_eval::Outcome {
+                split: "unseen".into(),
+                task_type: "pick".into(),
+                won: i < 3,
+                reward: if i < 3 { 1.0 } else { 0.0 },
+                steps: 5,
+                invalid_actions: i % 2,
+                format_errors: 0,
+            })
+            .collect();
+        Metrics::of(&outcomes)
     }
 
     /// SFT: 2 epochs of 2 steps; step 2 was logged, the run killed, and redone (loss 2.0
@@ -968,6 +1022,11 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("No success figures for base"), "{md}");
+        // Episodes: 5 of 50 steps invalid, Wilson [4.3, 21.4]; 0 of 50 format errors [0, 7.1].
+        assert!(
+            md.contains("| sft | unseen | 10 | 5.0 | 10.0% [4.3, 21.4] | 0.0% [0.0, 7.1] |"),
+            "{md}"
+        );
         // Inspection: 20 of 80 samples agreed, 25% with Wilson [16.8, 35.5].
         assert!(md.contains("| 1 | 40 | 80 | 25.0% [16.8, 35.5] (20/80) | 60 |"), "{md}");
         assert!(

@@ -54,7 +54,7 @@ impl Grouped {
 }
 
 /// The forward, without a graph: `(b, heads, t, d)`.
-fn forward(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
+pub(crate) fn forward(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
     let g = Grouped::of(q, k)?;
     let p = g.probs(q, k, mask, scale)?;
     g.per_head(&g.stacked(&p, g.s)?.matmul(v)?, g.d)
@@ -130,6 +130,9 @@ pub fn attention(
     if !grad || !(q.track_op() || k.track_op() || v.track_op()) {
         // As they are: a KV cache's keys are a strided view of its buffer, and copying them
         // at every decoding step would cost more than the attention itself.
+        if let Some(out) = super::decode::attention(q, k, v, mask, scale)? {
+            return Ok(out);
+        }
         return forward(q, k, v, mask, scale);
     }
     let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);

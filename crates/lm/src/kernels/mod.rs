@@ -11,7 +11,8 @@
 //!   rows of `x` (decoding), reading `W` once.
 //! - [`rmsnorm`], [`rope`]: row-wise normalisation and rotary embeddings.
 //! - [`attention`]: softmax attention (causal or any additive mask, grouped-query), backward
-//!   by recomputation so no `t × s` tensor outlives the layer.
+//!   by recomputation so no `t × s` tensor outlives the layer; [`decode`]: the same without
+//!   gradients for a few query positions over a long KV cache, reading it once.
 //! - [`swiglu`]: the gated MLP's `silu(g) · u`.
 //! - [`logsoftmax`]: the log-prob of one target token per row of logits.
 //! - [`adamw`]: the optimizer's in-place update.
@@ -19,6 +20,7 @@
 
 pub(crate) mod adamw;
 pub mod attention;
+pub mod decode;
 pub mod linear;
 pub mod logsoftmax;
 pub mod reference;

@@ -45,7 +45,7 @@ pub fn matmul_t(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> 
 }
 
 /// `out[j * m + i] = w[j] · x[i]` for the weight rows `w` and all `m` rows of `x`.
-fn dots(w: &[f32], x: &[f32], k: usize, m: usize, out: &mut [f32]) {
+pub(crate) fn dots(w: &[f32], x: &[f32], k: usize, m: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has the features the function is compiled for (checked above).
