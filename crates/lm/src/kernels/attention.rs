@@ -54,7 +54,13 @@ impl Grouped {
 }
 
 /// The forward, without a graph: `(b, heads, t, d)`.
-pub(crate) fn forward(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
+pub(crate) fn forward(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &Tensor,
+    scale: f64,
+) -> Result<Tensor> {
     let g = Grouped::of(q, k)?;
     let p = g.probs(q, k, mask, scale)?;
     g.per_head(&g.stacked(&p, g.s)?.matmul(v)?, g.d)

@@ -60,8 +60,12 @@ pub fn attention(
     if kst[3] != 1 || kst[2] != d || vst[3] != 1 || vst[2] != d || mst[3] != 1 {
         return Ok(None);
     }
-    let (qv, kv, vv, mv) =
-        (qs.as_slice::<f32>()?, ks.as_slice::<f32>()?, vs.as_slice::<f32>()?, ms.as_slice::<f32>()?);
+    let (qv, kv, vv, mv) = (
+        qs.as_slice::<f32>()?,
+        ks.as_slice::<f32>()?,
+        vs.as_slice::<f32>()?,
+        ms.as_slice::<f32>()?,
+    );
     let qv = &qv[ql.start_offset()..];
     let rows = rep * t;
     let mut out = vec![0f32; b * heads * t * d];

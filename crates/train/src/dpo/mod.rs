@@ -14,6 +14,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stepagent_lm::OptimConfig;
@@ -232,18 +233,10 @@ pub fn train_step_dpo(
         ));
     }
     let groups = groups(trajectories, triples)?;
-    let vars = model.trainable();
     let sched =
         Schedule { epochs: cfg.epochs, items: groups.len(), batch: cfg.batch, seed: cfg.seed };
-    let mut optim = cfg.optim.clone();
-    if optim.total_steps == 0 {
-        optim.total_steps = sched.epochs * sched.steps_per_epoch();
-    }
-    let mut opt = Optimizer::new(vars.clone(), optim)?;
-    let epoch_parts: RefCell<Vec<DpoMetrics>> = RefCell::new(Vec::new());
-    let mut batch_fn = |batch: &[usize], opt: &mut Optimizer| -> Result<Value, TrainError> {
+    let mut batch = |batch: &[usize], step: &mut PartStep<'_>| -> Result<(), TrainError> {
         let total: usize = batch.iter().map(|&g| groups[g].triples.len()).sum();
-        let mut parts = Vec::with_capacity(batch.len());
         for g in batch.iter().flat_map(|&gi| passes(&groups[gi], triples, cfg.pairs_per_pass)) {
             let (c, r) = group_logps(model, &g, triples, true)?;
             let ref_c: Vec<f32> = g.triples.iter().map(|&i| reference[i].chosen).collect();
@@ -256,10 +249,45 @@ pub fn train_step_dpo(
                 chosen_tokens: &c.tokens,
             };
             let scale = g.triples.len() as f64 / total as f64;
-            let (loss, m) = step_dpo_loss(&pairs, cfg.beta, cfg.nll_weight, scale)?;
+            step(step_dpo_loss(&pairs, cfg.beta, cfg.nll_weight, scale)?)?;
+        }
+        Ok(())
+    };
+    dpo_epochs(model, &sched, &cfg.optim, "reflect", dir, metrics, &mut batch)
+}
+
+/// Takes one part of a batch's loss (already scaled to its share of the batch) and its
+/// metrics: runs its backward at once, so no two parts' graphs are alive together.
+pub(crate) type PartStep<'a> = dyn FnMut((Tensor, DpoMetrics)) -> Result<(), TrainError> + 'a;
+
+/// The resumable epochs of a DPO-style objective (step-level here, trajectory-level for ETO
+/// and IPR): AdamW over the model's trainable variables (a cosine over the stage unless
+/// `optim.total_steps` is set), `batch` handing each part of a batch's loss to its
+/// [`PartStep`], the parts' metrics merged per step and per epoch and logged as
+/// `{kind}/step` and `{kind}/epoch`. Returns each epoch's metrics.
+pub(crate) fn dpo_epochs(
+    model: &dyn StepModel,
+    sched: &Schedule,
+    optim: &OptimConfig,
+    kind: &str,
+    dir: &Path,
+    metrics: &mut dyn FnMut(&str, &Value) -> Result<(), TrainError>,
+    batch: &mut dyn FnMut(&[usize], &mut PartStep<'_>) -> Result<(), TrainError>,
+) -> Result<Vec<Value>, TrainError> {
+    let vars = model.trainable();
+    let mut optim = optim.clone();
+    if optim.total_steps == 0 {
+        optim.total_steps = sched.epochs * sched.steps_per_epoch();
+    }
+    let mut opt = Optimizer::new(vars.clone(), optim)?;
+    let epoch_parts: RefCell<Vec<DpoMetrics>> = RefCell::new(Vec::new());
+    let mut batch_fn = |items: &[usize], opt: &mut Optimizer| -> Result<Value, TrainError> {
+        let mut parts = Vec::new();
+        batch(items, &mut |(loss, m): (Tensor, DpoMetrics)| {
             opt.accumulate(&loss.backward()?)?;
             parts.push(m);
-        }
+            Ok(())
+        })?;
         let m = merge_metrics(&parts);
         epoch_parts.borrow_mut().extend(parts);
         Ok(serde_json::to_value(m).expect("plain numbers"))
@@ -269,10 +297,10 @@ pub fn train_step_dpo(
         epoch_parts.borrow_mut().clear();
         Ok(serde_json::to_value(m).expect("plain numbers"))
     };
+    let (step_kind, epoch_kind) = (format!("{kind}/step"), format!("{kind}/epoch"));
     let mut tick = |t: Tick<'_>| match t {
-        Tick::Step { metrics: m } => metrics("reflect/step", m),
-        Tick::Epoch { metrics: m } => metrics("reflect/epoch", m),
+        Tick::Step { metrics: m } => metrics(&step_kind, m),
+        Tick::Epoch { metrics: m } => metrics(&epoch_kind, m),
     };
-    let out = run_epochs(dir, &sched, &vars, &mut opt, &mut batch_fn, &mut epoch_fn, &mut tick)?;
-    Ok(out)
+    run_epochs(dir, sched, &vars, &mut opt, &mut batch_fn, &mut epoch_fn, &mut tick)
 }
