@@ -260,6 +260,10 @@ pub fn train_step_dpo(
 /// metrics: runs its backward at once, so no two parts' graphs are alive together.
 pub(crate) type PartStep<'a> = dyn FnMut((Tensor, DpoMetrics)) -> Result<(), TrainError> + 'a;
 
+/// One batch (item indices) of a DPO-style objective, its loss handed over in parts.
+pub(crate) type DpoBatch<'a> =
+    dyn FnMut(&[usize], &mut PartStep<'_>) -> Result<(), TrainError> + 'a;
+
 /// The resumable epochs of a DPO-style objective (step-level here, trajectory-level for ETO
 /// and IPR): AdamW over the model's trainable variables (a cosine over the stage unless
 /// `optim.total_steps` is set), `batch` handing each part of a batch's loss to its
@@ -272,7 +276,7 @@ pub(crate) fn dpo_epochs(
     kind: &str,
     dir: &Path,
     metrics: &mut dyn FnMut(&str, &Value) -> Result<(), TrainError>,
-    batch: &mut dyn FnMut(&[usize], &mut PartStep<'_>) -> Result<(), TrainError>,
+    batch: &mut DpoBatch<'_>,
 ) -> Result<Vec<Value>, TrainError> {
     let vars = model.trainable();
     let mut optim = optim.clone();

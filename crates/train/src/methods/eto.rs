@@ -11,8 +11,8 @@ use stepagent_policy::runner::Episode;
 
 use super::trajdpo::{train_traj_dpo, TrajDpo};
 use super::{
-    episode_health, expert_outcome, mark_stopped, origin_task, play, probe_rollouts, sampling,
-    stopped_in, Health, LmAgent, Shared,
+    episode_health, expert_outcome, first_tasks, load_collected, mark_stopped, origin_task, play,
+    probe_rollouts, sampling, save_collected, stopped_in, Health, LmAgent, Shared,
 };
 use crate::baselines::eto::{eto_pair, EtoConfig};
 use crate::baselines::{reference_logps, TrajPair};
@@ -107,8 +107,7 @@ pub(crate) fn run(
     let cfg = cx.cfg;
     let e = &cfg.eto;
     let world = shared.world;
-    let played = if e.tasks == 0 { shared.train.len() } else { e.tasks.min(shared.train.len()) };
-    let train = &shared.train[..played];
+    let train = first_tasks(shared.train, e.tasks);
     for k in 1..=cfg.cycles {
         let name = format!("cycle-{k}-explore");
         let dir = cx.stage(&name, Some(train.len()), |cx, dir| {
@@ -138,13 +137,9 @@ pub(crate) fn run(
             }
             let stats = explore_stats(lm, &episodes, pairs.len())?;
             cx.log(&name, "explore", &stats)?;
-            write_json(&dir.join("stats.json"), &stats)?;
-            write_json(&dir.join("episodes.json"), &episodes)?;
-            write_json(&dir.join("pairs.json"), &pairs)
+            save_collected(dir, &stats, &episodes, "pairs", &pairs)
         })?;
-        let pairs: Vec<TrajPair> = read_json(&dir.join("pairs.json"))?;
-        let episodes: Vec<Episode> = read_json(&dir.join("episodes.json"))?;
-        let stats: Value = read_json(&dir.join("stats.json"))?;
+        let (pairs, episodes, stats): (Vec<TrajPair>, _, _) = load_collected(&dir, "pairs")?;
 
         let name = format!("cycle-{k}-train");
         let beta = e.beta(k);

@@ -12,7 +12,7 @@
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use stepagent_lm::{Lm, OptimConfig};
 use stepagent_policy::runner::Episode;
 use stepagent_policy::Policy;
@@ -20,14 +20,14 @@ use stepagent_policy::Policy;
 use super::eto::{dpo_train_stage, explore_stats};
 use super::trajdpo::TrajDpo;
 use super::{
-    eval_cycle, expert_outcome, origin_task, play, sampling, stopped_in, with_weights, Health,
-    LmAgent, Scripted, Shared,
+    eval_cycle, expert_outcome, first_tasks, load_collected, origin_task, play, sampling,
+    save_collected, stopped_in, with_weights, Health, LmAgent, Scripted, Shared,
 };
 use crate::baselines::ipr::{ipr_pairs, IprConfig, IprFilter, IprStep};
 use crate::baselines::{reference_logps, TrajPair};
 use crate::dpo::cached_reference;
 use crate::inspect::{hash_str, mix_seed};
-use crate::pipeline::{adopt_stage, read_json, write_json, Ctx, Event, Summary};
+use crate::pipeline::{adopt_stage, Ctx, Event, Summary};
 use crate::run::UnitLog;
 use crate::sft::validate_optim;
 use crate::traj::Trajectory;
@@ -259,18 +259,17 @@ pub(crate) fn run(
 ) -> Result<(), TrainError> {
     let cfg = cx.cfg;
     let c = &cfg.ipr;
-    let n = if c.tasks == 0 { shared.train.len() } else { c.tasks.min(shared.train.len()) };
-    let chosen = &shared.train[..n];
+    let chosen = first_tasks(shared.train, c.tasks);
     for k in 1..=cfg.cycles {
         let name = format!("cycle-{k}-explore");
-        let dir = cx.stage(&name, Some(n), |cx, dir| {
+        let dir = cx.stage(&name, Some(chosen.len()), |cx, dir| {
             let mut log = UnitLog::<Judged>::open(&dir.join("units.jsonl"))?;
             for (i, t) in chosen.iter().enumerate() {
                 if log.get(&t.id).is_none() {
                     let j = judge(shared, lm, c, t, k, cfg.data.seed)?;
                     log.record(&t.id, j)?;
                 }
-                (cx.observer)(&Event::Unit { stage: &name, done: i + 1, of: n })?;
+                (cx.observer)(&Event::Unit { stage: &name, done: i + 1, of: chosen.len() })?;
             }
             let mut pairs: Vec<TrajPair> = Vec::new();
             let mut episodes = Vec::new();
@@ -297,13 +296,9 @@ pub(crate) fn run(
             o.insert("diverged".into(), json!(diverged));
             o.insert("monte_carlo_episodes".into(), json!(2 * c.rollouts * episodes.len()));
             cx.log(&name, "explore", &stats)?;
-            write_json(&dir.join("stats.json"), &stats)?;
-            write_json(&dir.join("episodes.json"), &episodes)?;
-            write_json(&dir.join("pairs.json"), &pairs)
+            save_collected(dir, &stats, &episodes, "pairs", &pairs)
         })?;
-        let pairs: Vec<TrajPair> = read_json(&dir.join("pairs.json"))?;
-        let episodes: Vec<Episode> = read_json(&dir.join("episodes.json"))?;
-        let stats: Value = read_json(&dir.join("stats.json"))?;
+        let (pairs, episodes, stats): (Vec<TrajPair>, _, _) = load_collected(&dir, "pairs")?;
 
         let name = format!("cycle-{k}-train");
         let settings = TrajDpo {

@@ -139,6 +139,42 @@ pub(crate) fn logged_alarms(run_dir: &Path) -> Result<Vec<Value>, TrainError> {
     Ok(out)
 }
 
+/// The first `tasks` training trajectories (0: all of them): the tasks a method plays.
+pub(crate) fn first_tasks(train: &[Trajectory], tasks: usize) -> &[Trajectory] {
+    if tasks == 0 {
+        train
+    } else {
+        &train[..tasks.min(train.len())]
+    }
+}
+
+/// Writes what a collection stage made into its folder: `stats.json`, the episodes it
+/// played (`episodes.json`) and the training data built from them (`{data}.json`: ETO's and
+/// IPR's pairs, RFT's successes).
+pub(crate) fn save_collected(
+    dir: &Path,
+    stats: &Value,
+    episodes: &[Episode],
+    data: &str,
+    made: &impl serde::Serialize,
+) -> Result<(), TrainError> {
+    write_json(&dir.join("stats.json"), stats)?;
+    write_json(&dir.join("episodes.json"), &episodes)?;
+    write_json(&dir.join(format!("{data}.json")), made)
+}
+
+/// Reads back what [`save_collected`] wrote: the data, the episodes and the stats.
+pub(crate) fn load_collected<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    data: &str,
+) -> Result<(T, Vec<Episode>, Value), TrainError> {
+    Ok((
+        read_json(&dir.join(format!("{data}.json")))?,
+        read_json(&dir.join("episodes.json"))?,
+        read_json(&dir.join("stats.json"))?,
+    ))
+}
+
 /// Sampling settings of an agent turn (temperature 0: greedy).
 pub(crate) fn sampling(temperature: f64, max_new_tokens: usize) -> SamplingConfig {
     SamplingConfig {

@@ -10,8 +10,8 @@ use stepagent_lm::{Lm, OptimConfig};
 use stepagent_policy::runner::Episode;
 
 use super::{
-    episode_trajectory, mark_stopped, origin_task, play, probe_rollouts, sampling, stopped_in,
-    Health, LmAgent, Shared,
+    episode_trajectory, first_tasks, load_collected, mark_stopped, origin_task, play,
+    probe_rollouts, sampling, save_collected, stopped_in, Health, LmAgent, Shared,
 };
 use crate::health::HealthSample;
 use crate::inspect::{hash_str, mix_seed};
@@ -92,8 +92,7 @@ pub(crate) fn run(
     let cfg = cx.cfg;
     let r = &cfg.rft;
     let world = shared.world;
-    let played = if r.tasks == 0 { shared.train.len() } else { r.tasks.min(shared.train.len()) };
-    let train = &shared.train[..played];
+    let train = first_tasks(shared.train, r.tasks);
     for k in 1..=cfg.cycles {
         let name = format!("cycle-{k}-sample");
         let dir = cx.stage(&name, Some(train.len()), |cx, dir| {
@@ -134,13 +133,10 @@ pub(crate) fn run(
             obj.insert("successes".into(), json!(successes.len()));
             obj.insert("unusable_successes".into(), json!(unusable));
             cx.log(&name, "sample", &stats)?;
-            write_json(&dir.join("stats.json"), &stats)?;
-            write_json(&dir.join("episodes.json"), &episodes)?;
-            write_json(&dir.join("successes.json"), &successes)
+            save_collected(dir, &stats, &episodes, "successes", &successes)
         })?;
-        let mut data: Vec<Trajectory> = read_json(&dir.join("successes.json"))?;
-        let episodes: Vec<Episode> = read_json(&dir.join("episodes.json"))?;
-        let stats: Value = read_json(&dir.join("stats.json"))?;
+        let (mut data, episodes, stats): (Vec<Trajectory>, _, _) =
+            load_collected(&dir, "successes")?;
         if r.include_expert {
             data.extend(shared.train.iter().cloned());
         }
