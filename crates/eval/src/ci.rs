@@ -43,7 +43,10 @@ pub fn wilson(k: u64, n: u64, z: f64) -> (f64, f64) {
     let denom = 1.0 + z2 / n;
     let centre = (p + z2 / (2.0 * n)) / denom;
     let half = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denom;
-    ((centre - half).max(0.0), (centre + half).min(1.0))
+    // At k = 0 (k = n) the bound is exactly 0 (1); the subtraction leaves rounding dust.
+    let lo = if k == 0 { 0.0 } else { (centre - half).max(0.0) };
+    let hi = if p == 1.0 { 1.0 } else { (centre + half).min(1.0) };
+    (lo, hi)
 }
 
 /// A mean with its 95% t interval.
@@ -123,6 +126,10 @@ mod tests {
         let (lo, hi) = wilson(20, 20, Z95);
         assert!(close(lo, 1.0 - 0.16113, 1e-4) && hi == 1.0);
         assert_eq!(wilson(0, 0, Z95), (0.0, 1.0));
+        // Exactly 0 and 1 at the ends, whatever n (n = 200 once left 1.7e-18 in a report).
+        for n in [1, 7, 200, 1000] {
+            assert_eq!((wilson(0, n, Z95).0, wilson(n, n, Z95).1), (0.0, 1.0), "n = {n}");
+        }
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct SamplingConfig {
     pub max_new_tokens: usize,
     /// Stop when the generated text contains one of these (it is cut off there). Default none.
     pub stop: Vec<String>,
+    /// Stop at the end of the first line that contains one of these (cut before its
+    /// newline): a ReAct turn is over once its `Action:` line is. Default none.
+    pub stop_after_line: Vec<String>,
     /// Most sequences decoded together. Default 16.
     pub max_batch: usize,
 }
@@ -35,8 +38,36 @@ impl Default for SamplingConfig {
             top_k: 0,
             max_new_tokens: 256,
             stop: Vec::new(),
+            stop_after_line: Vec::new(),
             max_batch: 16,
         }
+    }
+}
+
+impl SamplingConfig {
+    /// One ReAct agent turn ("Thought: …\nAction: …"): it ends at the end-of-turn token, at
+    /// the end of its `Action:` line (the runner reads only the first action, and small models
+    /// otherwise go on with more thoughts and actions until `max_new_tokens`, which costs
+    /// decoding and fills the history with text no one acts on), or where the model starts to
+    /// write the world's reply itself.
+    pub fn react_turn(temperature: f64, max_new_tokens: usize) -> Self {
+        SamplingConfig {
+            temperature,
+            max_new_tokens,
+            stop: vec![stepagent_policy::react::TURN_STOP.into()],
+            stop_after_line: vec![stepagent_policy::react::ACTION_MARKER.into()],
+            ..SamplingConfig::default()
+        }
+    }
+
+    /// Where `text` is cut by a stop condition, if one holds.
+    fn stop_at(&self, text: &str) -> Option<usize> {
+        let strings = self.stop.iter().filter_map(|s| text.find(s.as_str()));
+        let lines = self.stop_after_line.iter().filter_map(|m| {
+            let after = text.find(m.as_str())? + m.len();
+            Some(after + text[after..].find('\n')?)
+        });
+        strings.chain(lines).min()
     }
 }
 
@@ -171,7 +202,7 @@ fn decode(
             }
             tokens[r].push(t);
             let text = tok.decode(&tokens[r])?;
-            if let Some(cut) = cfg.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+            if let Some(cut) = cfg.stop_at(&text) {
                 finish(&mut caches)?;
                 out[r] = Some(Generation {
                     tokens: std::mem::take(&mut tokens[r]),
@@ -493,4 +524,30 @@ pub fn greedy_without_cache(model: &Transformer, prompt: &[u32], n: usize) -> Re
         seq.push(last.argmax(D::Minus1)?.to_scalar::<u32>()?);
     }
     Ok(seq[prompt.len()..].to_vec())
+}
+
+#[cfg(test)]
+mod stop_tests {
+    use super::SamplingConfig;
+
+    fn cut<'a>(c: &SamplingConfig, text: &'a str) -> Option<&'a str> {
+        c.stop_at(text).map(|i| &text[..i])
+    }
+
+    #[test]
+    fn a_react_turn_ends_with_its_action_line() {
+        let c = SamplingConfig::react_turn(0.0, 48);
+        // What an under-trained model writes: the turn, then more of the same.
+        let t =
+            "Thought: I need a mug.\nAction: go to cabinet 1\nThought: I need a mug.\nAction: go";
+        assert_eq!(cut(&c, t), Some("Thought: I need a mug.\nAction: go to cabinet 1"));
+        // The action line is not finished yet: decoding goes on.
+        assert_eq!(cut(&c, "Thought: I need a mug.\nAction: go to cab"), None);
+        assert_eq!(cut(&c, "Thought: I need a mug."), None);
+        // An invented observation before any action ends the turn where it starts.
+        let t = "Thought: hm\nObservation: a mug\nAction: take mug 1\n";
+        assert_eq!(cut(&c, t), Some("Thought: hm"));
+        // Without the ReAct settings nothing stops.
+        assert_eq!(cut(&SamplingConfig::default(), "Action: look\nmore"), None);
+    }
 }

@@ -32,12 +32,7 @@ pub fn expert_agreement(
     trajectories: &[Trajectory],
     max_new_tokens: usize,
 ) -> Result<Agreement, TrainError> {
-    let sampling = SamplingConfig {
-        temperature: 0.0,
-        max_new_tokens,
-        stop: vec![react::TURN_STOP.into()],
-        ..SamplingConfig::default()
-    };
+    let sampling = SamplingConfig::react_turn(0.0, max_new_tokens);
     let mut a = Agreement::default();
     let (mut logp, mut tokens) = (0f64, 0usize);
     for t in trajectories {

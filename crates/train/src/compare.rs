@@ -11,12 +11,15 @@
 //! and `compare/` with `table.md`, `table.json` and `curves.svg`. A method whose run
 //! finished (its `summary.json` exists) is not run again.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use stepagent_env::{Split, World, WorldRef};
 use stepagent_eval::ci::Rate;
+use stepagent_eval::pct;
 
+use crate::agreement::Agreement;
 use crate::config::{Method, TrainConfig};
 use crate::pipeline::{read_json, run_pipeline, write_json, EvalPoint, Event, LoadModel, Summary};
 use crate::report::{write_compare_figure, ComparePanel};
@@ -308,6 +311,9 @@ pub struct Row {
     pub label: String,
     /// One cell per column (`None`: not measured).
     pub cells: Vec<Option<Cell>>,
+    /// Agreement with the expert on the held-out prefixes, per world (`None`: not measured).
+    #[serde(default)]
+    pub agreement: Vec<Option<Agreement>>,
     /// Optimizer steps on the policy after SFT, per world.
     pub updates: Vec<usize>,
     /// Why the method stopped early, per world.
@@ -433,16 +439,17 @@ type RowSource<'a> = dyn Fn(usize) -> (Option<EvalPoint>, usize, Option<String>)
 
 fn make_row(cfg: &CompareConfig, method: &str, label: &str, point: &RowSource<'_>) -> Row {
     let mut cells = Vec::new();
-    let (mut updates, mut stopped) = (Vec::new(), Vec::new());
+    let (mut agreement, mut updates, mut stopped) = (Vec::new(), Vec::new(), Vec::new());
     for wi in 0..cfg.worlds.len() {
         let (p, u, st) = point(wi);
         for &s in &cfg.splits {
             cells.push(cell(p.as_ref(), s));
         }
+        agreement.push(p.map(|p| p.heldout).filter(|a| a.steps > 0));
         updates.push(u);
         stopped.push(st);
     }
-    Row { method: method.into(), label: label.into(), cells, updates, stopped }
+    Row { method: method.into(), label: label.into(), cells, agreement, updates, stopped }
 }
 
 fn cell_text(c: &Option<Cell>) -> String {
@@ -461,6 +468,43 @@ fn cell_text(c: &Option<Cell>) -> String {
             )
         }
     }
+}
+
+/// The paper's convergence measure beside success: on the held-out expert prefixes, how
+/// often the greedy action is the expert's, and the mean log-prob of the expert's turn.
+fn agreement_markdown(cfg: &CompareConfig, table: &Table) -> String {
+    let mut md = String::from(
+        "\n## Agreement with the expert\n\nOn the held-out expert prefixes after the last \
+         cycle: the greedy action equals the expert's (95% Wilson interval), and the mean \
+         log-prob of the expert's whole turn (higher: closer to the expert).\n\n| method |",
+    );
+    for w in &cfg.worlds {
+        let _ = write!(md, " {} agreement | {} expert log-prob |", w.name, w.name);
+    }
+    md.push_str("\n|---|");
+    md.push_str(&"---|---|".repeat(cfg.worlds.len()));
+    md.push('\n');
+    for r in &table.rows {
+        let _ = write!(md, "| {} |", r.label);
+        for a in &r.agreement {
+            match a {
+                None => md.push_str(" – | – |"),
+                Some(a) => {
+                    let rate = Rate::new(a.agreed as u64, a.steps as u64);
+                    let _ = write!(
+                        md,
+                        " {} ({}/{}) | {:.2} |",
+                        pct(&rate),
+                        a.agreed,
+                        a.steps,
+                        a.mean_expert_logp
+                    );
+                }
+            }
+        }
+        md.push('\n');
+    }
+    md
 }
 
 fn table_markdown(cfg: &CompareConfig, table: &Table, results: &[WorldRuns], drew: bool) -> String {
@@ -487,6 +531,7 @@ fn table_markdown(cfg: &CompareConfig, table: &Table, results: &[WorldRuns], dre
         }
         md.push('\n');
     }
+    md.push_str(&agreement_markdown(cfg, table));
     md.push_str(
         "\n## Budgets\n\nOptimizer steps on the policy after SFT, per world.\n\n| method |",
     );

@@ -221,10 +221,8 @@ pub fn inspect_trajectory(
         .map(|i| mix_seed(&[cfg.seed, cycle as u64, hash_str(&traj.id), i as u64]))
         .collect();
     let sampling = SamplingConfig {
-        temperature: cfg.temperature,
         top_p: cfg.top_p,
-        max_new_tokens: cfg.max_new_tokens,
-        ..SamplingConfig::default()
+        ..SamplingConfig::react_turn(cfg.temperature, cfg.max_new_tokens)
     };
     let samples = model.sample_at_turns(&traj.conversation, &turns, n, &sampling, &seeds)?;
     let actions: Vec<Vec<Option<String>>> =

@@ -236,12 +236,7 @@ fn evaluate(
     if let Some(world) = world {
         let agent = GreedyAgent {
             lm,
-            sampling: SamplingConfig {
-                temperature: 0.0,
-                max_new_tokens: ev.max_new_tokens,
-                stop: vec![stepagent_policy::react::TURN_STOP.into()],
-                ..SamplingConfig::default()
-            },
+            sampling: SamplingConfig::react_turn(0.0, ev.max_new_tokens),
             caches: EpisodeCaches::new(stepagent_lm::engine::EPISODE_CACHES.max(ev.batch)),
             batch: ev.batch.max(1),
         };

@@ -361,6 +361,14 @@ fn compare_shares_one_sft_run_writes_the_table_and_skips_finished_methods() {
     let sft_cell = table.rows[1].cells[0].as_ref().unwrap();
     let want = format!("| SFT | {:.1}% ± ", 100.0 * sft_cell.success.rate);
     assert!(md.contains(&want), "{md}");
+    // Agreement beside success: every row measured on the same held-out prefixes.
+    assert!(md.contains("| method | line agreement | line expert log-prob |"), "{md}");
+    let steps: Vec<usize> =
+        table.rows.iter().map(|r| r.agreement[0].as_ref().expect("measured").steps).collect();
+    assert!(steps[0] > 0 && steps.iter().all(|&n| n == steps[0]), "{steps:?}");
+    let a = table.rows[1].agreement[0].unwrap();
+    let want = format!("({}/{}) | {:.2} |", a.agreed, a.steps, a.mean_expert_logp);
+    assert!(md.contains(&want), "{md}");
     let json: Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("compare/table.json")).unwrap())
             .unwrap();

@@ -148,15 +148,11 @@ pub struct SamplingArgs {
 }
 
 impl SamplingArgs {
-    /// The engine's sampling settings. A turn also ends where the model starts to write the
-    /// world's reply itself ("Observation:"), which small models often do.
+    /// The engine's sampling settings: one ReAct turn ([`SamplingConfig::react_turn`]).
     pub fn config(&self) -> SamplingConfig {
         SamplingConfig {
-            temperature: self.temperature,
-            max_new_tokens: self.max_new_tokens,
-            stop: vec![stepagent_policy::react::TURN_STOP.into()],
             max_batch: 1,
-            ..SamplingConfig::default()
+            ..SamplingConfig::react_turn(self.temperature, self.max_new_tokens)
         }
     }
 }

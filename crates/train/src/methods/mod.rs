@@ -177,12 +177,7 @@ pub(crate) fn load_collected<T: serde::de::DeserializeOwned>(
 
 /// Sampling settings of an agent turn (temperature 0: greedy).
 pub(crate) fn sampling(temperature: f64, max_new_tokens: usize) -> SamplingConfig {
-    SamplingConfig {
-        temperature,
-        max_new_tokens,
-        stop: vec![stepagent_policy::react::TURN_STOP.into()],
-        ..SamplingConfig::default()
-    }
+    SamplingConfig::react_turn(temperature, max_new_tokens)
 }
 
 /// The world task an expert trajectory replays; methods that act in the world need it.
