@@ -44,17 +44,28 @@ impl Linear {
         Ok(Linear { weight, bias, lora: None })
     }
 
-    /// Applies the layer over the last dimension.
+    /// Applies the layer over the last dimension, differentiable in its trained weights.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = if self.weight.is_variable() {
+        self.forward_tracked(x, true)
+    }
+
+    /// [`Linear::forward`]; with `track` false, trained weights and adapters enter as plain
+    /// values. Without that, a forward without gradients still recorded the graph of every
+    /// op downstream of a trained weight, and each tensor kept its inputs alive: a KV cache
+    /// filled by such a forward held the whole prefill's activations (the quickstart's
+    /// evaluation peaked at 14 GB).
+    fn forward_tracked(&self, x: &Tensor, track: bool) -> Result<Tensor> {
+        let value = |t: &Tensor| if track { t.clone() } else { t.detach() };
+        let weight = value(&self.weight);
+        let y = if weight.is_variable() {
             let k = x.dim(D::Minus1)?;
             let mut dims = x.dims().to_vec();
             let x2 = x.reshape(((), k))?;
-            let y = x2.matmul(&self.weight.t()?)?;
-            *dims.last_mut().unwrap_or(&mut 0) = self.weight.dim(0)?;
+            let y = x2.matmul(&weight.t()?)?;
+            *dims.last_mut().unwrap_or(&mut 0) = weight.dim(0)?;
             y.reshape(dims)?
         } else {
-            frozen_linear(x, &self.weight)?
+            frozen_linear(x, &weight)?
         };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
@@ -63,8 +74,8 @@ impl Linear {
         match &self.lora {
             None => Ok(y),
             Some(l) => {
-                let low = x.broadcast_matmul(&l.a.as_tensor().t()?)?;
-                let up = low.broadcast_matmul(&l.b.as_tensor().t()?)?;
+                let low = x.broadcast_matmul(&value(l.a.as_tensor()).t()?)?;
+                let up = low.broadcast_matmul(&value(l.b.as_tensor()).t()?)?;
                 Ok((y + (up * l.scale)?)?)
             }
         }
@@ -147,7 +158,7 @@ impl LayerCache {
         Ok((self.k.narrow(2, 0, self.len)?, self.v.narrow(2, 0, self.len)?))
     }
 
-    fn filled(&self) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn filled(&self) -> Result<(Tensor, Tensor)> {
         Ok((self.k.narrow(2, 0, self.len)?, self.v.narrow(2, 0, self.len)?))
     }
 }
@@ -358,11 +369,25 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let d = self.head_dim;
-        let q = self.q.forward(x)?.reshape((b, t, self.heads, d))?.transpose(1, 2)?.contiguous()?;
-        let k =
-            self.k.forward(x)?.reshape((b, t, self.kv_heads, d))?.transpose(1, 2)?.contiguous()?;
-        let v =
-            self.v.forward(x)?.reshape((b, t, self.kv_heads, d))?.transpose(1, 2)?.contiguous()?;
+        let track = ops != Ops::Inference;
+        let q = self
+            .q
+            .forward_tracked(x, track)?
+            .reshape((b, t, self.heads, d))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let k = self
+            .k
+            .forward_tracked(x, track)?
+            .reshape((b, t, self.kv_heads, d))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let v = self
+            .v
+            .forward_tracked(x, track)?
+            .reshape((b, t, self.kv_heads, d))?
+            .transpose(1, 2)?
+            .contiguous()?;
         let q = rope(&q, cos, sin, ops)?;
         let k = rope(&k, cos, sin, ops)?;
         let (k, v) = match cache {
@@ -388,7 +413,7 @@ impl Attention {
             _ => kernels::attention(&q, &k, &v, mask, scale, ops == Ops::Train)?,
         };
         let out = out.transpose(1, 2)?.reshape((b, t, self.heads * d))?;
-        self.o.forward(&out)
+        self.o.forward_tracked(&out, track)
     }
 }
 
@@ -418,12 +443,13 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor, ops: Ops) -> Result<Tensor> {
-        let (g, u) = (self.gate.forward(x)?, self.up.forward(x)?);
+        let track = ops != Ops::Inference;
+        let (g, u) = (self.gate.forward_tracked(x, track)?, self.up.forward_tracked(x, track)?);
         let act = match ops {
             Ops::Reference => kernels::reference::swiglu(&g, &u)?,
             _ => kernels::swiglu(&g, &u)?,
         };
-        self.down.forward(&act)
+        self.down.forward_tracked(&act, track)
     }
 }
 
@@ -633,6 +659,10 @@ impl Transformer {
         let cos = self.cos.index_select(&flat_pos, 0)?.reshape((b, t, ()))?;
         let sin = self.sin.index_select(&flat_pos, 0)?.reshape((b, t, ()))?;
         let mut x = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, ()))?;
+        if ops == Ops::Inference {
+            // A trained embedding would otherwise start a graph (see `Linear::forward_tracked`).
+            x = x.detach();
+        }
         let mask = pos.mask.as_ref();
         let mut cache = cache;
         let fill = cache.as_ref().map(|c| c.layers.is_empty()).unwrap_or(false);

@@ -718,3 +718,29 @@ fn branches_packed_after_a_shared_sequence_score_as_separate_sequences_with_grad
         assert!(max_diff(a, b) / scale < 1e-4, "gradient of {name}");
     }
 }
+
+#[test]
+fn a_forward_without_gradients_records_no_graph_even_over_trained_weights() {
+    // LoRA adapters, then every weight trainable: a no-gradient forward (and the KV cache it
+    // fills) must not keep a graph, which would hold every activation of the pass alive.
+    for full in [false, true] {
+        let mut lm = tiny_lm(Arch::Llama, 12);
+        if full {
+            lm.model.make_trainable().unwrap();
+        } else {
+            lm.enable_lora(&crate::LoraConfig { rank: 4, alpha: 8.0, ..Default::default() })
+                .unwrap();
+        }
+        let ids = Tensor::new(&[[1u32, 2, 3, 4]], &Device::Cpu).unwrap();
+        let pos = crate::model::Positions::causal(1, 4, &Device::Cpu).unwrap();
+        let mut cache = crate::model::KvCache::new();
+        let h = lm.model.hidden(&ids, &pos, Some(&mut cache), false).unwrap();
+        assert!(!h.track_op(), "full = {full}: the output carries a graph");
+        for l in &cache.layers {
+            let (k, v) = l.filled().unwrap();
+            assert!(!k.track_op() && !v.track_op(), "full = {full}: the cache carries a graph");
+        }
+        let tracked = lm.model.hidden(&ids, &pos, None, true).unwrap();
+        assert!(tracked.track_op(), "full = {full}: training lost its graph");
+    }
+}
