@@ -14,17 +14,18 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor,
 
 /// Query heads sharing a key head are stacked along the time axis of one matmul, so keys are
 /// never copied per query head: `(b, heads, t, d)` ↔ `(b, kv_heads, rep · t, d)`.
-struct Grouped {
-    b: usize,
-    heads: usize,
-    kv_heads: usize,
-    t: usize,
-    s: usize,
-    d: usize,
+pub(crate) struct Grouped {
+    pub b: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub t: usize,
+    pub s: usize,
+    pub d: usize,
 }
 
 impl Grouped {
-    fn of(q: &Tensor, k: &Tensor) -> Result<Self> {
+    /// The shapes of `q` and `k`, checked to fit (the error names both).
+    pub fn of(q: &Tensor, k: &Tensor) -> Result<Self> {
         let (b, heads, t, d) = q.dims4()?;
         let (kb, kv_heads, s, kd) = k.dims4()?;
         if kb != b || kd != d || kv_heads == 0 || heads % kv_heads != 0 {

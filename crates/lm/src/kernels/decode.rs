@@ -29,16 +29,13 @@ pub fn attention(
     mask: &Tensor,
     scale: f64,
 ) -> Result<Option<Tensor>> {
-    let (b, heads, t, d) = q.dims4()?;
-    let (kb, kv_heads, s, kd) = k.dims4()?;
+    // Shapes that do not fit are the general path's error too.
+    let super::attention::Grouped { b, heads, kv_heads, t, s, d } =
+        super::attention::Grouped::of(q, k)?;
     let plain = |x: &Tensor| x.device().is_cpu() && x.dtype() == DType::F32;
     if t == 0
         || t > MAX_QUERIES
         || s == 0
-        || kb != b
-        || kd != d
-        || kv_heads == 0
-        || heads % kv_heads != 0
         || v.dims() != k.dims()
         || ![q, k, v, mask].into_iter().all(plain)
     {
