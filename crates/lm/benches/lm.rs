@@ -263,7 +263,15 @@ fn main() {
         println!("score 1x{n} (log-probs, no gradients): {s:.2} s = {:.0} tok/s", n as f64 / s);
     }
 
-    if want("train") {
+    // `-- train` runs every shape, `-- lora` or `-- full_4x256` one (e.g. under a profiler).
+    let train_key = |tuning: Tuning, b: usize, t: usize| {
+        let label = match tuning {
+            Tuning::Full => "full",
+            Tuning::Lora => "lora",
+        };
+        format!("train_{label}_{b}x{t}")
+    };
+    if want("train_lora_1x512") || want("train_full_1x512") || want("train_full_4x256") {
         // A fresh model per shape, the inference one dropped: the peak is the step's own.
         drop(lm);
         let shapes = [
@@ -272,6 +280,9 @@ fn main() {
             (Tuning::Lora, 1, 512, 2.88, f64::NAN),
         ];
         for (tuning, b, t, torch_s, torch_gib) in shapes {
+            if !want(&train_key(tuning, b, t)) {
+                continue;
+            }
             let mut lm = Lm::load(&path).expect("load model");
             let label = match tuning {
                 Tuning::Full => {

@@ -46,37 +46,52 @@ impl Linear {
 
     /// Applies the layer over the last dimension, differentiable in its trained weights.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward_tracked(x, true)
+        self.forward_with(x, Ops::Train)
     }
 
-    /// [`Linear::forward`]; with `track` false, trained weights and adapters enter as plain
-    /// values. Without that, a forward without gradients still recorded the graph of every
-    /// op downstream of a trained weight, and each tensor kept its inputs alive: a KV cache
-    /// filled by such a forward held the whole prefill's activations (the quickstart's
-    /// evaluation peaked at 14 GB).
-    fn forward_tracked(&self, x: &Tensor, track: bool) -> Result<Tensor> {
+    /// [`Linear::forward`] as a model forward runs it. Without gradients (`Ops::Inference`),
+    /// trained weights and adapters enter as plain values: otherwise a forward without
+    /// gradients still recorded the graph of every op downstream of a trained weight, and
+    /// each tensor kept its inputs alive: a KV cache filled by such a forward held the whole
+    /// prefill's activations (the quickstart's evaluation peaked at 14 GB). An adapter on a
+    /// frozen CPU weight runs as one op ([`kernels::lora_linear`]) unless the reference ops
+    /// are asked for.
+    fn forward_with(&self, x: &Tensor, ops: Ops) -> Result<Tensor> {
+        let track = ops != Ops::Inference;
         let value = |t: &Tensor| if track { t.clone() } else { t.detach() };
         let weight = value(&self.weight);
-        let y = if weight.is_variable() {
-            let k = x.dim(D::Minus1)?;
-            let mut dims = x.dims().to_vec();
-            let x2 = x.reshape(((), k))?;
-            let y = x2.matmul(&weight.t()?)?;
-            *dims.last_mut().unwrap_or(&mut 0) = weight.dim(0)?;
-            y.reshape(dims)?
-        } else {
-            frozen_linear(x, &weight)?
+        let fused = ops != Ops::Reference
+            && !weight.is_variable()
+            && x.device().is_cpu()
+            && x.dtype() == DType::F32;
+        let (y, lora_left) = match &self.lora {
+            Some(l) if fused => {
+                let (a, b) = (value(l.a.as_tensor()), value(l.b.as_tensor()));
+                (kernels::lora_linear(x, &weight, &a, &b, l.scale)?, None)
+            }
+            lora => {
+                let y = if weight.is_variable() {
+                    let k = x.dim(D::Minus1)?;
+                    let mut dims = x.dims().to_vec();
+                    let x2 = x.reshape(((), k))?;
+                    let y = x2.matmul(&weight.t()?)?;
+                    *dims.last_mut().unwrap_or(&mut 0) = weight.dim(0)?;
+                    y.reshape(dims)?
+                } else {
+                    frozen_linear(x, &weight)?
+                };
+                (y, lora.as_ref())
+            }
         };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         };
-        match &self.lora {
+        match lora_left {
             None => Ok(y),
             Some(l) => {
-                let low = x.broadcast_matmul(&value(l.a.as_tensor()).t()?)?;
-                let up = low.broadcast_matmul(&value(l.b.as_tensor()).t()?)?;
-                Ok((y + (up * l.scale)?)?)
+                let (a, b) = (value(l.a.as_tensor()), value(l.b.as_tensor()));
+                Ok((y + kernels::reference::lora_update(x, &a, &b, l.scale)?)?)
             }
         }
     }
@@ -369,22 +384,21 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let d = self.head_dim;
-        let track = ops != Ops::Inference;
         let q = self
             .q
-            .forward_tracked(x, track)?
+            .forward_with(x, ops)?
             .reshape((b, t, self.heads, d))?
             .transpose(1, 2)?
             .contiguous()?;
         let k = self
             .k
-            .forward_tracked(x, track)?
+            .forward_with(x, ops)?
             .reshape((b, t, self.kv_heads, d))?
             .transpose(1, 2)?
             .contiguous()?;
         let v = self
             .v
-            .forward_tracked(x, track)?
+            .forward_with(x, ops)?
             .reshape((b, t, self.kv_heads, d))?
             .transpose(1, 2)?
             .contiguous()?;
@@ -413,7 +427,7 @@ impl Attention {
             _ => kernels::attention(&q, &k, &v, mask, scale, ops == Ops::Train)?,
         };
         let out = out.transpose(1, 2)?.reshape((b, t, self.heads * d))?;
-        self.o.forward_tracked(&out, track)
+        self.o.forward_with(&out, ops)
     }
 }
 
@@ -443,13 +457,12 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor, ops: Ops) -> Result<Tensor> {
-        let track = ops != Ops::Inference;
-        let (g, u) = (self.gate.forward_tracked(x, track)?, self.up.forward_tracked(x, track)?);
+        let (g, u) = (self.gate.forward_with(x, ops)?, self.up.forward_with(x, ops)?);
         let act = match ops {
             Ops::Reference => kernels::reference::swiglu(&g, &u)?,
             _ => kernels::swiglu(&g, &u)?,
         };
-        self.down.forward_tracked(&act, track)
+        self.down.forward_with(&act, ops)
     }
 }
 
@@ -660,7 +673,7 @@ impl Transformer {
         let sin = self.sin.index_select(&flat_pos, 0)?.reshape((b, t, ()))?;
         let mut x = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, ()))?;
         if ops == Ops::Inference {
-            // A trained embedding would otherwise start a graph (see `Linear::forward_tracked`).
+            // A trained embedding would otherwise start a graph (see `Linear::forward_with`).
             x = x.detach();
         }
         let mask = pos.mask.as_ref();

@@ -18,33 +18,43 @@ impl CustomOp1 for FrozenLinear {
     }
 
     fn cpu_fwd(&self, x: &CpuStorage, x_l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (m, k) = x_l.shape().dims2()?;
-        let (n, k2) = self.w.dims2()?;
-        if k != k2 {
-            candle_core::bail!("frozen-linear: input width {k} but weight {:?}", self.w.shape());
-        }
-        let (w_storage, w_l) = self.w.storage_and_layout();
-        let Storage::Cpu(w) = &*w_storage else {
-            candle_core::bail!("frozen-linear: weight is not on the CPU");
-        };
-        if stream::ROWS.contains(&m) {
-            if let (CpuStorage::F32(xs), CpuStorage::F32(ws)) = (x, w) {
-                if let (Some((x0, x1)), Some((w0, w1))) =
-                    (x_l.contiguous_offsets(), w_l.contiguous_offsets())
-                {
-                    let out = stream::matmul_t(&xs[x0..x1], m, &ws[w0..w1], n, k);
-                    return Ok((CpuStorage::F32(out), Shape::from((m, n))));
-                }
-            }
-        }
-        let wt_l = w_l.transpose(0, 1)?;
-        let out = x.matmul(w, (1, m, n, k), x_l, &wt_l)?;
-        Ok((out, Shape::from((m, n))))
+        matmul_t_cpu(x, x_l, &self.w, "frozen-linear")
     }
 
     fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(grad.matmul(&self.w)?))
     }
+}
+
+/// `x @ wᵀ` for a 2-D `x` on the CPU: streamed for a few rows, gemm otherwise.
+pub(super) fn matmul_t_cpu(
+    x: &CpuStorage,
+    x_l: &Layout,
+    w: &Tensor,
+    what: &str,
+) -> Result<(CpuStorage, Shape)> {
+    let (m, k) = x_l.shape().dims2()?;
+    let (n, k2) = w.dims2()?;
+    if k != k2 {
+        candle_core::bail!("{what}: input width {k} but weight {:?}", w.shape());
+    }
+    let (w_storage, w_l) = w.storage_and_layout();
+    let Storage::Cpu(w) = &*w_storage else {
+        candle_core::bail!("{what}: weight is not on the CPU");
+    };
+    if stream::ROWS.contains(&m) {
+        if let (CpuStorage::F32(xs), CpuStorage::F32(ws)) = (x, w) {
+            if let (Some((x0, x1)), Some((w0, w1))) =
+                (x_l.contiguous_offsets(), w_l.contiguous_offsets())
+            {
+                let out = stream::matmul_t(&xs[x0..x1], m, &ws[w0..w1], n, k);
+                return Ok((CpuStorage::F32(out), Shape::from((m, n))));
+            }
+        }
+    }
+    let wt_l = w_l.transpose(0, 1)?;
+    let out = x.matmul(w, (1, m, n, k), x_l, &wt_l)?;
+    Ok((out, Shape::from((m, n))))
 }
 
 /// `x @ wᵀ` over the last dimension of `x` without a gradient for `w`.

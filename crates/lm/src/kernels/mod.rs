@@ -13,6 +13,8 @@
 //! - [`attention`]: softmax attention (causal or any additive mask, grouped-query), backward
 //!   by recomputation so no `t × s` tensor outlives the layer; [`decode`]: the same without
 //!   gradients for a few query positions over a long KV cache, reading it once.
+//! - [`lora`]: a LoRA-adapted frozen linear layer, the update accumulated into the frozen
+//!   product in place.
 //! - [`swiglu`]: the gated MLP's `silu(g) · u`.
 //! - [`logsoftmax`]: the log-prob of one target token per row of logits.
 //! - [`adamw`]: the optimizer's in-place update.
@@ -23,6 +25,7 @@ pub mod attention;
 pub mod decode;
 pub mod linear;
 pub mod logsoftmax;
+pub mod lora;
 pub mod reference;
 pub mod rmsnorm;
 pub mod rope;
@@ -32,6 +35,7 @@ pub mod swiglu;
 pub use attention::attention;
 pub use linear::frozen_linear;
 pub use logsoftmax::target_logprobs;
+pub use lora::lora_linear;
 pub use rmsnorm::rms_norm;
 pub use rope::rope;
 pub use swiglu::swiglu;

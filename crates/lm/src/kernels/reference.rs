@@ -45,3 +45,13 @@ pub fn target_logprobs(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
     let t = Tensor::new(targets, logits.device())?.unsqueeze(1)?;
     candle_nn::ops::log_softmax(logits, D::Minus1)?.gather(&t, 1)?.squeeze(1)
 }
+
+/// LoRA's low-rank update `scale · (x Aᵀ) Bᵀ` over the last dimension of `x`.
+pub fn lora_update(x: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -> Result<Tensor> {
+    x.broadcast_matmul(&a.t()?)?.broadcast_matmul(&b.t()?)? * scale
+}
+
+/// A LoRA-adapted linear layer `x Wᵀ + scale · (x Aᵀ) Bᵀ`.
+pub fn lora_linear(x: &Tensor, w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -> Result<Tensor> {
+    x.broadcast_matmul(&w.t()?)? + lora_update(x, a, b, scale)?
+}
