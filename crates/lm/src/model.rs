@@ -9,8 +9,9 @@
 
 use crate::config::ModelConfig;
 use crate::error::{LmError, Result};
+use crate::kernels::linear::over_rows;
 use crate::kernels::{self, frozen_linear};
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use std::collections::HashMap;
 use std::path::Path;
@@ -60,39 +61,28 @@ impl Linear {
         let track = ops != Ops::Inference;
         let value = |t: &Tensor| if track { t.clone() } else { t.detach() };
         let weight = value(&self.weight);
+        let adapter =
+            self.lora.as_ref().map(|l| (value(l.a.as_tensor()), value(l.b.as_tensor()), l.scale));
         let fused = ops != Ops::Reference
             && !weight.is_variable()
             && x.device().is_cpu()
             && x.dtype() == DType::F32;
-        let (y, lora_left) = match &self.lora {
-            Some(l) if fused => {
-                let (a, b) = (value(l.a.as_tensor()), value(l.b.as_tensor()));
-                (kernels::lora_linear(x, &weight, &a, &b, l.scale)?, None)
+        let y = match &adapter {
+            Some((a, b, scale)) if fused => kernels::lora_linear(x, &weight, a, b, *scale)?,
+            _ if weight.is_variable() => {
+                over_rows(x, weight.dim(0)?, |x2| x2.matmul(&weight.t()?))?
             }
-            lora => {
-                let y = if weight.is_variable() {
-                    let k = x.dim(D::Minus1)?;
-                    let mut dims = x.dims().to_vec();
-                    let x2 = x.reshape(((), k))?;
-                    let y = x2.matmul(&weight.t()?)?;
-                    *dims.last_mut().unwrap_or(&mut 0) = weight.dim(0)?;
-                    y.reshape(dims)?
-                } else {
-                    frozen_linear(x, &weight)?
-                };
-                (y, lora.as_ref())
-            }
+            _ => frozen_linear(x, &weight)?,
         };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         };
-        match lora_left {
-            None => Ok(y),
-            Some(l) => {
-                let (a, b) = (value(l.a.as_tensor()), value(l.b.as_tensor()));
-                Ok((y + kernels::reference::lora_update(x, &a, &b, l.scale)?)?)
+        match adapter {
+            Some((a, b, scale)) if !fused => {
+                Ok((y + kernels::reference::lora_update(x, &a, &b, scale)?)?)
             }
+            _ => Ok(y),
         }
     }
 

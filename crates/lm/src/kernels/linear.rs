@@ -57,16 +57,25 @@ pub(super) fn matmul_t_cpu(
     Ok((out, Shape::from((m, n))))
 }
 
+/// Applies `f`, a map from `(rows, in)` to `(rows, out)`, over the last dimension of `x`:
+/// the leading dimensions are flattened into rows and restored after.
+pub(crate) fn over_rows(
+    x: &Tensor,
+    out: usize,
+    f: impl FnOnce(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let mut dims = x.dims().to_vec();
+    let k = *dims.last().unwrap_or(&0);
+    let y = f(&x.reshape(((), k))?)?;
+    if let Some(last) = dims.last_mut() {
+        *last = out;
+    }
+    y.reshape(dims)
+}
+
 /// `x @ wᵀ` over the last dimension of `x` without a gradient for `w`.
 pub fn frozen_linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let dims = x.dims().to_vec();
-    let k = *dims.last().unwrap_or(&0);
-    let x2 = x.reshape(((), k))?;
-    let y = x2.apply_op1(FrozenLinear { w: w.clone() })?;
-    let mut out = dims;
-    let last = out.len() - 1;
-    out[last] = w.dim(0)?;
-    y.reshape(out)
+    over_rows(x, w.dim(0)?, |x2| x2.apply_op1(FrozenLinear { w: w.clone() }))
 }
 
 #[cfg(test)]

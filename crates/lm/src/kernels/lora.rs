@@ -8,7 +8,7 @@
 //! (and, backward, `s · (g B) A` straight into `g W`); only the rank-sized `x Aᵀ` and `g B`
 //! are extra. The frozen weight gets no gradient.
 
-use super::linear::matmul_t_cpu;
+use super::linear::{matmul_t_cpu, over_rows};
 use super::{contiguous_f32, with_f32};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
@@ -187,14 +187,9 @@ impl CustomOp3 for LoraLinear {
 /// `x Wᵀ + scale · (x Aᵀ) Bᵀ` over the last dimension of `x`, for a frozen `W (out, in)`,
 /// `A (rank, in)` and `B (out, rank)`: CPU and `f32` only (the caller composes otherwise).
 pub fn lora_linear(x: &Tensor, w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -> Result<Tensor> {
-    let dims = x.dims().to_vec();
-    let k = *dims.last().unwrap_or(&0);
-    let x2 = x.reshape(((), k))?.contiguous()?;
-    let y = x2.apply_op3(a, b, LoraLinear { w: w.clone(), scale: scale as f32 })?;
-    let mut out = dims;
-    let last = out.len() - 1;
-    out[last] = w.dim(0)?;
-    y.reshape(out)
+    over_rows(x, w.dim(0)?, |x2| {
+        x2.contiguous()?.apply_op3(a, b, LoraLinear { w: w.clone(), scale: scale as f32 })
+    })
 }
 
 #[cfg(test)]
