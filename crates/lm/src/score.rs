@@ -92,25 +92,77 @@ pub struct BranchQuery<'a> {
     pub branches: &'a [(usize, &'a [u32])],
 }
 
+/// A shared sequence with branches packed after it, for one forward: a branch's tokens see
+/// their prefix and themselves only, and their positions continue the prefix.
+struct Packed {
+    ids: Vec<u32>,
+    positions: Vec<u32>,
+    /// Length of the shared sequence.
+    n: usize,
+    /// Per packed branch position: the prefix length it sees and where its branch starts.
+    sees: Vec<(usize, usize)>,
+    /// Where each branch's tokens start in `ids`.
+    starts: Vec<usize>,
+}
+
+impl Packed {
+    fn new(ids: &[u32], branches: &[(usize, &[u32])]) -> Result<Self> {
+        let n = ids.len();
+        if n == 0 {
+            return Err(LmError::Invalid("nothing to score".into()));
+        }
+        let mut p = Packed {
+            ids: ids.to_vec(),
+            positions: (0..n as u32).collect(),
+            n,
+            sees: Vec::new(),
+            starts: Vec::with_capacity(branches.len()),
+        };
+        for (k, &(prefix, tokens)) in branches.iter().enumerate() {
+            if prefix == 0 || prefix > n {
+                return Err(LmError::Invalid(format!(
+                    "branch {k}: prefix {prefix} outside 1..={n} (a branch needs context)"
+                )));
+            }
+            let at = p.ids.len();
+            p.starts.push(at);
+            for (u, &t) in tokens.iter().enumerate() {
+                p.ids.push(t);
+                p.positions.push((prefix + u) as u32);
+                p.sees.push((prefix, at));
+            }
+        }
+        Ok(p)
+    }
+
+    /// Final hidden states of every packed position, `(total, hidden)`.
+    fn hidden(self, model: &Transformer, grad: bool) -> Result<Tensor> {
+        let dev = model.device();
+        let (n, total, sees) = (self.n, self.ids.len(), self.sees);
+        let pos = Positions::general(vec![self.positions], total, dev, |_, i, j| {
+            if i < n {
+                j <= i
+            } else {
+                let (prefix, at) = sees[i - n];
+                j < prefix || (at <= j && j <= i)
+            }
+        })?;
+        let h = model.hidden(&Tensor::from_vec(self.ids, (1, total), dev)?, &pos, None, grad)?;
+        Ok(h.squeeze(0)?)
+    }
+}
+
 /// Summed log-probs of the spans of `q.ids` and of each branch given its prefix, from one
-/// forward over the sequence with every branch packed after it: a branch's tokens see their
-/// prefix and themselves only (positions continue the prefix), so the shared history is read
-/// once instead of once per branch. Returns `(spans, branches)`, differentiable when `grad`;
-/// equal to scoring each branch as its own sequence.
+/// forward over the sequence with every branch packed after it (see [`Packed`]), so the
+/// shared history is read once instead of once per branch. Returns `(spans, branches)`,
+/// differentiable when `grad`; equal to scoring each branch as its own sequence.
 pub fn branch_logprobs(
     model: &Transformer,
     q: &BranchQuery<'_>,
     grad: bool,
 ) -> Result<(Tensor, Tensor)> {
-    let dev = model.device();
+    let packed = Packed::new(q.ids, q.branches)?;
     let n = q.ids.len();
-    if n == 0 {
-        return Err(LmError::Invalid("nothing to score".into()));
-    }
-    let mut ids = q.ids.to_vec();
-    let mut positions: Vec<u32> = (0..n as u32).collect();
-    // Per packed position: the prefix length it sees and where its own run starts.
-    let mut sees: Vec<(usize, usize)> = (0..n).map(|_| (0, 0)).collect();
     let (mut rows, mut targets, mut ranges) = (Vec::new(), Vec::new(), Vec::new());
     for s in q.spans {
         if s.start == 0 || s.end > n || s.start > s.end {
@@ -124,36 +176,49 @@ pub fn branch_logprobs(
         ranges.push(start..targets.len());
     }
     let spans = ranges.len();
-    for (k, &(prefix, tokens)) in q.branches.iter().enumerate() {
-        if prefix == 0 || prefix > n {
-            return Err(LmError::Invalid(format!(
-                "branch {k}: prefix {prefix} outside 1..={n} (a branch needs context)"
-            )));
-        }
-        let at = ids.len();
+    for (&(prefix, tokens), &at) in q.branches.iter().zip(&packed.starts) {
         let start = targets.len();
         for (u, &t) in tokens.iter().enumerate() {
+            // The first token is predicted from the prefix's last position.
             rows.push(if u == 0 { prefix - 1 } else { at + u - 1 } as u32);
             targets.push(t);
-            ids.push(t);
-            positions.push((prefix + u) as u32);
-            sees.push((prefix, at));
         }
         ranges.push(start..targets.len());
     }
-    let total = ids.len();
-    let pos = Positions::general(vec![positions], total, dev, |_, i, j| {
-        if i < n {
-            j <= i
-        } else {
-            let (prefix, at) = sees[i];
-            j < prefix || (at <= j && j <= i)
-        }
-    })?;
-    let h = model.hidden(&Tensor::from_vec(ids, (1, total), dev)?, &pos, None, grad)?;
-    let tok = pick_logprobs(model, &h.squeeze(0)?, rows, targets)?;
-    let sums = sum_ranges(&tok, &ranges, dev)?;
+    let h = packed.hidden(model, grad)?;
+    let tok = pick_logprobs(model, &h, rows, targets)?;
+    let sums = sum_ranges(&tok, &ranges, model.device())?;
     Ok((sums.narrow(0, 0, spans)?, sums.narrow(0, spans, ranges.len() - spans)?))
+}
+
+/// Final hidden states at positions `ends` of the shared sequence `ids` and at the last token
+/// of each branch (`(prefix, tokens)` as in [`BranchQuery`]), from one packed forward:
+/// `(ends.len(), hidden)` and `(branches.len(), hidden)`, differentiable when `grad`. What a
+/// reward model reads at the end of the expert's turns and of the alternatives to them.
+pub fn branch_hidden(
+    model: &Transformer,
+    ids: &[u32],
+    ends: &[usize],
+    branches: &[(usize, &[u32])],
+    grad: bool,
+) -> Result<(Tensor, Tensor)> {
+    let packed = Packed::new(ids, branches)?;
+    let mut rows = Vec::with_capacity(ends.len() + branches.len());
+    for &e in ends {
+        if e >= ids.len() {
+            return Err(LmError::Invalid(format!("position {e} outside 0..{}", ids.len())));
+        }
+        rows.push(e as u32);
+    }
+    for (k, (&(_, tokens), &at)) in branches.iter().zip(&packed.starts).enumerate() {
+        if tokens.is_empty() {
+            return Err(LmError::Invalid(format!("branch {k} has no tokens")));
+        }
+        rows.push((at + tokens.len() - 1) as u32);
+    }
+    let rows = Tensor::new(rows, model.device())?;
+    let h = packed.hidden(model, grad)?.index_select(&rows, 0)?;
+    Ok((h.narrow(0, 0, ends.len())?, h.narrow(0, ends.len(), branches.len())?))
 }
 
 /// Sums `tok`'s entries over each range: one differentiable matmul with a 0/1 matrix.

@@ -720,6 +720,39 @@ fn branches_packed_after_a_shared_sequence_score_as_separate_sequences_with_grad
 }
 
 #[test]
+fn hidden_states_at_packed_branch_ends_equal_separate_forwards() {
+    use crate::model::Positions;
+    use crate::score::branch_hidden;
+    let lm = tiny_lm(Arch::Llama, 23);
+    let m = &lm.model;
+    let seq: Vec<u32> = (0..25).map(|i| (i * 7 + 3) % 250).collect();
+    let (b1, b2) = (vec![9u32, 8, 7], vec![42u32]);
+    let branches: Vec<(usize, &[u32])> = vec![(10, &b1), (25, &b2), (10, &b2)];
+    let ends = [9, 24, 0];
+    let (e, b) = branch_hidden(m, &seq, &ends, &branches, false).unwrap();
+    let hid = m.config().hidden_size;
+    assert_eq!((e.dims(), b.dims()), (&[3, hid][..], &[3, hid][..]));
+    // Each as the last position of its own causal sequence.
+    let last = |ids: &[u32]| {
+        let t = Tensor::new(ids, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let pos = Positions::causal(1, ids.len(), &Device::Cpu).unwrap();
+        let h = m.hidden(&t, &pos, None, false).unwrap();
+        h.narrow(1, ids.len() - 1, 1).unwrap().flatten_all().unwrap()
+    };
+    for (i, &end) in ends.iter().enumerate() {
+        let want = last(&seq[..=end]);
+        assert!(max_diff(&e.get(i).unwrap(), &want) < 1e-4, "end {end}");
+    }
+    for (i, &(p, t)) in branches.iter().enumerate() {
+        let mut ids = seq[..p].to_vec();
+        ids.extend(t);
+        assert!(max_diff(&b.get(i).unwrap(), &last(&ids)) < 1e-4, "branch {i}");
+    }
+    assert!(branch_hidden(m, &seq, &[25], &branches, false).is_err());
+    assert!(branch_hidden(m, &seq, &[], &[(3, &[][..])], false).is_err());
+}
+
+#[test]
 fn a_forward_without_gradients_records_no_graph_even_over_trained_weights() {
     // LoRA adapters, then every weight trainable: a no-gradient forward (and the KV cache it
     // fills) must not keep a graph, which would hold every activation of the pass alive.

@@ -13,13 +13,12 @@
 //! the whole action (a head on the action's first token would not see the action at all).
 
 use candle_core::{Tensor, Var};
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use stepagent_lm::{OptimConfig, ScalarHead};
 use stepagent_policy::Message;
 
-use crate::inspect::{mix_seed, StepTriple};
+use crate::epochs::Schedule;
+use crate::inspect::{groups, Group, StepTriple};
 use crate::model::StepModel;
 use crate::optim::Optimizer;
 use crate::sft::validate_optim;
@@ -71,8 +70,10 @@ pub struct DiscConfig {
     pub epochs: usize,
     /// Triples per optimizer step (each gives one expert and one agent step). Default 8.
     pub batch: usize,
-    /// Triples whose two steps share one batched forward (with gradients, memory grows with
-    /// this times the sequence length). Default 1.
+    /// Triples of one trajectory judged in one packed forward: the expert trajectory is read
+    /// once and each agent turn is packed after its prefix, so a shared history costs one
+    /// read. With gradients, memory grows with the trajectory's length plus these turns. 0:
+    /// all of a batch's triples of a trajectory in one pass. Default 0.
     pub pairs_per_pass: usize,
     /// The step reward made of D. Default `log-d`.
     pub reward: RewardTransform,
@@ -82,6 +83,11 @@ pub struct DiscConfig {
     pub head_seed: u64,
     /// Seed of the shuffling. Default 0.
     pub seed: u64,
+    /// The triples of every k-th expert trajectory (the k-th, 2k-th, … of the training data)
+    /// are held out of D's training and measure its accuracy and AUC, so no measured step
+    /// shares a prefix with a trained one. 0 holds nothing out (D is then measured on the
+    /// triples it trained on). Default 5 (a fifth held out).
+    pub heldout_every: usize,
 }
 
 impl Default for DiscConfig {
@@ -90,11 +96,12 @@ impl Default for DiscConfig {
             train_backbone: true,
             epochs: 1,
             batch: 8,
-            pairs_per_pass: 1,
+            pairs_per_pass: 0,
             reward: RewardTransform::LogD,
             optim: OptimConfig { lr: 1e-4, ..OptimConfig::default() },
             head_seed: 0,
             seed: 0,
+            heldout_every: 5,
         }
     }
 }
@@ -104,6 +111,12 @@ impl DiscConfig {
     pub fn validate(&self) -> Result<(), TrainError> {
         if self.batch == 0 {
             return Err(TrainError::config("disc.batch", "must be at least 1"));
+        }
+        if self.heldout_every == 1 {
+            return Err(TrainError::config(
+                "disc.heldout_every",
+                "1 would hold every triple out; use 0 (none) or at least 2",
+            ));
         }
         validate_optim(&self.optim, "disc.optim")
     }
@@ -117,6 +130,32 @@ pub struct Step<'a> {
     pub history: &'a [Message],
     /// The assistant turn's text.
     pub action: &'a str,
+}
+
+impl Step<'_> {
+    /// Its length in characters, history and action: what sorts steps into batches of
+    /// similar token lengths.
+    fn len(&self) -> usize {
+        self.history.iter().map(|m| m.content.len()).sum::<usize>() + self.action.len()
+    }
+}
+
+/// The triples D trains on and the ones held out to measure it, by
+/// [`DiscConfig::heldout_every`]: those of every `every`-th trajectory of `trajectories`
+/// (by position) are held out. A triple whose trajectory is not there goes to training
+/// (where pairing it reports the error).
+pub fn split_heldout(
+    trajectories: &[Trajectory],
+    triples: &[StepTriple],
+    every: usize,
+) -> (Vec<StepTriple>, Vec<StepTriple>) {
+    let held: std::collections::HashSet<&str> = trajectories
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| every > 0 && (i + 1) % every == 0)
+        .map(|(_, t)| t.id.as_str())
+        .collect();
+    triples.iter().cloned().partition(|t| !held.contains(t.trajectory.as_str()))
 }
 
 /// What a pass over labelled steps measured.
@@ -247,20 +286,21 @@ impl<M: StepModel> Discriminator<M> {
     /// Fills each rollout's turn rewards with the step reward of that turn after its
     /// history (StepAgent-Inverse's reward for PPO), `batch` steps per forward.
     pub fn reward_rollouts(&self, rollouts: &mut [crate::ppo::Rollout]) -> Result<(), TrainError> {
-        let at: Vec<(usize, usize)> = rollouts
+        let step = |&(i, k): &(usize, usize)| {
+            let (c, t) = (&rollouts[i].conversation, rollouts[i].turns[k]);
+            Step { history: &c[..t], action: &c[t].content }
+        };
+        let mut at: Vec<(usize, usize)> = rollouts
             .iter()
             .enumerate()
             .flat_map(|(i, r)| (0..r.turns.len()).map(move |k| (i, k)))
             .collect();
+        // Similar lengths share a batched forward (less padding); each reward goes back to
+        // its turn below.
+        at.sort_by_cached_key(|a| step(a).len());
         let mut rewards = Vec::with_capacity(at.len());
         for chunk in at.chunks(2 * self.cfg.batch.max(1)) {
-            let steps: Vec<Step<'_>> = chunk
-                .iter()
-                .map(|&(i, k)| {
-                    let (c, t) = (&rollouts[i].conversation, rollouts[i].turns[k]);
-                    Step { history: &c[..t], action: &c[t].content }
-                })
-                .collect();
+            let steps: Vec<Step<'_>> = chunk.iter().map(step).collect();
             rewards.extend(self.rewards(&steps)?);
         }
         for r in rollouts.iter_mut() {
@@ -283,14 +323,10 @@ impl<M: StepModel> Discriminator<M> {
         epoch: usize,
     ) -> Result<DiscMetrics, TrainError> {
         self.cfg.validate()?;
-        let pairs = pair_steps(trajectories, triples)?;
-        let mut order: Vec<usize> = (0..pairs.len()).collect();
-        let mut rng =
-            rand_chacha::ChaCha8Rng::seed_from_u64(mix_seed(&[self.cfg.seed, epoch as u64]));
-        order.shuffle(&mut rng);
+        let order = self.schedule(trajectories, triples)?.order(epoch);
         let mut acc = Accum::default();
         for batch in order.chunks(self.cfg.batch) {
-            self.accumulate_batch(&pairs, batch, opt, &mut acc)?;
+            self.accumulate_batch(trajectories, triples, batch, opt, &mut acc)?;
             opt.step()?;
         }
         Ok(acc.metrics())
@@ -306,36 +342,85 @@ impl<M: StepModel> Discriminator<M> {
         batch: &[usize],
         opt: &mut Optimizer,
     ) -> Result<DiscMetrics, TrainError> {
-        let chosen: Vec<StepTriple> = batch.iter().map(|&i| triples[i].clone()).collect();
-        let pairs = pair_steps(trajectories, &chosen)?;
-        let idx: Vec<usize> = (0..pairs.len()).collect();
         let mut acc = Accum::default();
-        self.accumulate_batch(&pairs, &idx, opt, &mut acc)?;
+        self.accumulate_batch(trajectories, triples, batch, opt, &mut acc)?;
         Ok(acc.metrics())
     }
 
-    /// Forward and backward passes of the pairs `batch` (indices into `pairs`), in passes of
-    /// `pairs_per_pass`, each pass weighted by its share of the batch.
+    /// Forward and backward passes of the triples `batch` (indices into `triples`), one
+    /// packed pass per trajectory and `pairs_per_pass` triples, each pass weighted by its
+    /// share of the batch.
     fn accumulate_batch(
         &self,
-        pairs: &[(Step<'_>, Step<'_>)],
+        trajectories: &[Trajectory],
+        triples: &[StepTriple],
         batch: &[usize],
         opt: &mut Optimizer,
         acc: &mut Accum,
     ) -> Result<(), TrainError> {
-        for pass in batch.chunks(self.cfg.pairs_per_pass.max(1)) {
-            let steps: Vec<Step<'_>> =
-                pass.iter().flat_map(|&i| [pairs[i].0, pairs[i].1]).collect();
-            let labels: Vec<f32> = pass.iter().flat_map(|_| [1.0, 0.0]).collect();
-            let x = self.logits(&steps, true)?;
-            let loss = bce_with_logits(&x, &labels)?;
-            // The pass's mean over its steps is the mean of its pairs' means.
-            acc.loss += loss.to_scalar::<f32>()? as f64 * pass.len() as f64;
-            x.to_vec1::<f32>()?.chunks(2).for_each(|pair| acc.push(pair));
-            let share = pass.len() as f64 / batch.len() as f64;
-            opt.accumulate(&(loss * share)?.backward()?)?;
+        for g in groups(trajectories, triples, batch.iter().copied())? {
+            for pass in g.passes(triples, self.cfg.pairs_per_pass) {
+                let x = self.pair_logits(&pass, triples, true)?;
+                let labels: Vec<f32> = pass.triples.iter().flat_map(|_| [1.0, 0.0]).collect();
+                let loss = bce_with_logits(&x, &labels)?;
+                // The pass's mean over its steps is the mean of its pairs' means.
+                acc.loss += loss.to_scalar::<f32>()? as f64 * pass.triples.len() as f64;
+                x.to_vec1::<f32>()?.chunks(2).for_each(|pair| acc.push(pair));
+                let share = pass.triples.len() as f64 / batch.len() as f64;
+                opt.accumulate(&(loss * share)?.backward()?)?;
+            }
         }
         Ok(())
+    }
+
+    /// The logits of the triples of `pass` (one trajectory's) as
+    /// `[expert₀, agent₀, expert₁, agent₁, …]`, from one forward over the trajectory with the
+    /// agent's turns packed after their prefixes.
+    fn pair_logits(
+        &self,
+        pass: &Group<'_>,
+        triples: &[StepTriple],
+        grad: bool,
+    ) -> Result<Tensor, TrainError> {
+        let turns: Vec<usize> = pass.triples.iter().map(|&i| triples[i].turn).collect();
+        let branches: Vec<(usize, &str)> =
+            pass.triples.iter().map(|&i| (triples[i].turn, triples[i].agent.as_str())).collect();
+        let backbone_grad = grad && self.cfg.train_backbone;
+        let conv = &pass.traj.conversation;
+        let (expert, agent) =
+            self.backbone.branch_end_hidden(conv, &turns, &branches, backbone_grad)?;
+        let (n, width) = expert.dims2()?;
+        let mut h = Tensor::stack(&[&expert, &agent], 1)?.reshape((2 * n, width))?;
+        if !backbone_grad {
+            h = h.detach();
+        }
+        Ok(self.head.forward(&h)?)
+    }
+
+    /// The epochs' shape: `batch` triples per optimizer step, taken trajectory by trajectory
+    /// (the trajectories shuffled, each one's triples together in turn order), so that a
+    /// batch holds the triples of one or two trajectories and reads each of them once.
+    pub(crate) fn schedule(
+        &self,
+        trajectories: &[Trajectory],
+        triples: &[StepTriple],
+    ) -> Result<Schedule, TrainError> {
+        let c = &self.cfg;
+        let groups = groups(trajectories, triples, 0..triples.len())?
+            .into_iter()
+            .map(|g| {
+                let mut t = g.triples;
+                t.sort_by_key(|&i| triples[i].turn);
+                t
+            })
+            .collect();
+        Ok(Schedule {
+            epochs: c.epochs,
+            items: triples.len(),
+            batch: c.batch,
+            seed: c.seed,
+            groups: Some(groups),
+        })
     }
 
     /// `cfg.epochs` passes of [`Discriminator::train_epoch`]; each pass's metrics.
@@ -348,21 +433,19 @@ impl<M: StepModel> Discriminator<M> {
         (0..self.cfg.epochs).map(|e| self.train_epoch(trajectories, triples, opt, e)).collect()
     }
 
-    /// Loss, accuracy and AUC on `triples` (held-out ones, typically), without updates.
+    /// Loss, accuracy and AUC on `triples` (held-out ones, typically), without updates; one
+    /// packed pass per trajectory.
     pub fn evaluate(
         &self,
         trajectories: &[Trajectory],
         triples: &[StepTriple],
     ) -> Result<DiscMetrics, TrainError> {
-        let pairs = pair_steps(trajectories, triples)?;
         let mut acc = Accum::default();
-        for chunk in pairs.chunks(self.cfg.batch.max(1)) {
-            let steps: Vec<Step<'_>> = chunk.iter().flat_map(|&(e, a)| [e, a]).collect();
-            let x = self.logits(&steps, false)?;
-            let labels: Vec<f32> = chunk.iter().flat_map(|_| [1.0, 0.0]).collect();
+        for g in groups(trajectories, triples, 0..triples.len())? {
+            let x = self.pair_logits(&g, triples, false)?;
+            let labels: Vec<f32> = g.triples.iter().flat_map(|_| [1.0, 0.0]).collect();
             let loss = bce_with_logits(&x, &labels)?.to_scalar::<f32>()? as f64;
-            // The chunk's mean over its steps is the mean of its pairs' means.
-            acc.loss += loss * chunk.len() as f64;
+            acc.loss += loss * g.triples.len() as f64;
             x.to_vec1::<f32>()?.chunks(2).for_each(|pair| acc.push(pair));
         }
         Ok(acc.metrics())
@@ -402,34 +485,6 @@ impl Accum {
             pairs: n,
         }
     }
-}
-
-/// Each triple as its (expert, agent) steps after the same expert prefix.
-fn pair_steps<'a>(
-    trajectories: &'a [Trajectory],
-    triples: &'a [StepTriple],
-) -> Result<Vec<(Step<'a>, Step<'a>)>, TrainError> {
-    let by_id: std::collections::HashMap<&str, &Trajectory> =
-        trajectories.iter().map(|t| (t.id.as_str(), t)).collect();
-    triples
-        .iter()
-        .map(|tr| {
-            let traj =
-                *by_id.get(tr.trajectory.as_str()).ok_or_else(|| TrainError::Trajectory {
-                    id: tr.trajectory.clone(),
-                    turn: Some(tr.turn),
-                    message: "a step triple names a trajectory that is not in the expert data"
-                        .into(),
-                })?;
-            let history =
-                traj.conversation.get(..tr.turn).ok_or_else(|| TrainError::Trajectory {
-                    id: tr.trajectory.clone(),
-                    turn: Some(tr.turn),
-                    message: "the triple's turn is past the end of the trajectory".into(),
-                })?;
-            Ok((Step { history, action: &tr.expert }, Step { history, action: &tr.agent }))
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -477,7 +532,7 @@ mod tests {
     /// from a few values (so ties are common).
     #[test]
     fn auc_equals_the_pairwise_count() {
-        use rand::Rng;
+        use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         for _ in 0..200 {
             let mut draw = |n: usize| -> Vec<f64> {
@@ -522,5 +577,7 @@ mod tests {
         let c: DiscConfig = serde_json::from_str(r#"{"reward": "logit"}"#).unwrap();
         assert_eq!((c.reward, c.batch, c.train_backbone), (RewardTransform::Logit, 8, true));
         assert!(DiscConfig { batch: 0, ..DiscConfig::default() }.validate().is_err());
+        let e = DiscConfig { heldout_every: 1, ..DiscConfig::default() }.validate().unwrap_err();
+        assert!(e.to_string().contains("heldout_every"), "{e}");
     }
 }

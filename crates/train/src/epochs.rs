@@ -27,9 +27,30 @@ pub(crate) struct Schedule {
     /// Items per optimizer step.
     pub batch: usize,
     pub seed: u64,
+    /// Items that belong together (one trajectory's step triples, read in one packed pass):
+    /// an epoch shuffles these groups and keeps each one's items together, in their order.
+    /// `None` shuffles the items themselves.
+    pub groups: Option<Vec<Vec<usize>>>,
 }
 
 impl Schedule {
+    /// The order in which epoch `epoch` takes the items.
+    pub fn order(&self, epoch: usize) -> Vec<usize> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, epoch as u64]));
+        match &self.groups {
+            None => {
+                let mut order: Vec<usize> = (0..self.items).collect();
+                order.shuffle(&mut rng);
+                order
+            }
+            Some(groups) => {
+                let mut groups = groups.clone();
+                groups.shuffle(&mut rng);
+                groups.concat()
+            }
+        }
+    }
+
     pub fn steps_per_epoch(&self) -> usize {
         self.items.div_ceil(self.batch.max(1))
     }
@@ -83,10 +104,7 @@ pub(crate) fn run_epochs(
         tracing::info!(epochs = start, "restored finished epochs");
     }
     for epoch in start..sched.epochs {
-        let mut order: Vec<usize> = (0..sched.items).collect();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(mix_seed(&[sched.seed, epoch as u64]));
-        order.shuffle(&mut rng);
-        for batch in order.chunks(sched.batch.max(1)) {
+        for batch in sched.order(epoch).chunks(sched.batch.max(1)) {
             let mut m = batch_fn(batch, opt)?;
             let stats = opt.step()?;
             m["lr"] = json!(stats.lr);
@@ -114,4 +132,33 @@ pub(crate) fn run_epochs(
     // The final weights under a stable name for the next stage.
     save_vars(&dir.join("trainable.safetensors"), vars)?;
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_epoch_shuffles_groups_whole_and_items_alone_as_before() {
+        let groups = vec![vec![0, 1, 2], vec![3], vec![4, 5], vec![6, 7, 8, 9]];
+        let s = Schedule { epochs: 2, items: 10, batch: 4, seed: 3, groups: Some(groups.clone()) };
+        let (a, b) = (s.order(0), s.order(1));
+        assert_eq!(a, s.order(0), "deterministic");
+        for order in [&a, &b] {
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+            // Each group's items stay together and in their order.
+            for g in &groups {
+                let at = order.iter().position(|&i| i == g[0]).unwrap();
+                assert_eq!(&order[at..at + g.len()], g.as_slice(), "{order:?}");
+            }
+        }
+        assert_ne!(a, b, "each epoch its own order");
+        // Without groups: the items shuffled by (seed, epoch), as SFT and DPO always were.
+        let plain = Schedule { groups: None, ..s };
+        let mut want: Vec<usize> = (0..10).collect();
+        want.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(mix_seed(&[3, 1])));
+        assert_eq!(plain.order(1), want);
+    }
 }

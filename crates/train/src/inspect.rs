@@ -119,6 +119,59 @@ pub struct StepTriple {
     pub provenance: Provenance,
 }
 
+/// Step triples of one expert trajectory, by index into the list they come from: what one
+/// packed pass reads (the trajectory once, the agent's turns as branches off it).
+pub(crate) struct Group<'a> {
+    pub traj: &'a Trajectory,
+    /// Indices into the triple list.
+    pub triples: Vec<usize>,
+}
+
+impl<'a> Group<'a> {
+    /// Passes of at most `per_pass` triples (0: one pass), in turn order so that a pass's
+    /// shared history is as short as its latest triple allows.
+    pub(crate) fn passes(&self, all: &[StepTriple], per_pass: usize) -> Vec<Group<'a>> {
+        let mut triples = self.triples.clone();
+        triples.sort_by_key(|&i| all[i].turn);
+        let size = if per_pass == 0 { triples.len().max(1) } else { per_pass };
+        triples.chunks(size).map(|c| Group { traj: self.traj, triples: c.to_vec() }).collect()
+    }
+}
+
+/// Triples `which` (indices into `triples`) grouped by trajectory, in order of first
+/// appearance; a triple naming a trajectory that is not there, or a turn past its end, is an
+/// error naming both.
+pub(crate) fn groups<'a>(
+    trajectories: &'a [Trajectory],
+    triples: &[StepTriple],
+    which: impl IntoIterator<Item = usize>,
+) -> Result<Vec<Group<'a>>, TrainError> {
+    let by_id: std::collections::HashMap<&str, &Trajectory> =
+        trajectories.iter().map(|t| (t.id.as_str(), t)).collect();
+    let mut out: Vec<Group<'a>> = Vec::new();
+    let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for i in which {
+        let tr = &triples[i];
+        let bad = |message: &str| TrainError::Trajectory {
+            id: tr.trajectory.clone(),
+            turn: Some(tr.turn),
+            message: message.into(),
+        };
+        let traj = *by_id.get(tr.trajectory.as_str()).ok_or_else(|| {
+            bad("a step triple names a trajectory that is not in the expert data")
+        })?;
+        if tr.turn >= traj.conversation.len() {
+            return Err(bad("the triple's turn is past the end of the trajectory"));
+        }
+        let k = *at.entry(traj.id.as_str()).or_insert_with(|| {
+            out.push(Group { traj, triples: Vec::new() });
+            out.len() - 1
+        });
+        out[k].triples.push(i);
+    }
+    Ok(out)
+}
+
 /// Inspection totals for one trajectory.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InspectStats {

@@ -10,8 +10,8 @@ use std::path::Path;
 use candle_core::{Device, Tensor, Var, D};
 use stepagent_lm::generate::generate_branches;
 use stepagent_lm::model::Positions;
-use stepagent_lm::score::{branch_logprobs, span_logprobs, BranchQuery, SpanQuery};
-use stepagent_lm::{Lm, SamplingConfig};
+use stepagent_lm::score::{branch_hidden, branch_logprobs, span_logprobs, BranchQuery, SpanQuery};
+use stepagent_lm::{Lm, Rendered, SamplingConfig};
 use stepagent_policy::{Message, Role};
 
 use crate::TrainError;
@@ -102,6 +102,17 @@ pub trait StepModel {
         grad: bool,
     ) -> Result<Tensor, TrainError>;
 
+    /// [`StepModel::turn_end_hidden`] of assistant turns `turns` of `conversation` and of
+    /// alternative turns `branches` (as in [`StepModel::score_with_branches`]), from one pass
+    /// that reads the shared history once: `(turns, hidden)` and `(branches, hidden)`.
+    fn branch_end_hidden(
+        &self,
+        conversation: &[Message],
+        turns: &[usize],
+        branches: &[(usize, &str)],
+        grad: bool,
+    ) -> Result<(Tensor, Tensor), TrainError>;
+
     /// Width of the hidden states.
     fn hidden_size(&self) -> usize;
 
@@ -162,11 +173,82 @@ impl<T: StepModel + ?Sized> StepModel for &T {
     ) -> Result<Tensor, TrainError> {
         (**self).turn_end_hidden(items, grad)
     }
+    fn branch_end_hidden(
+        &self,
+        conversation: &[Message],
+        turns: &[usize],
+        branches: &[(usize, &str)],
+        grad: bool,
+    ) -> Result<(Tensor, Tensor), TrainError> {
+        (**self).branch_end_hidden(conversation, turns, branches, grad)
+    }
     fn hidden_size(&self) -> usize {
         (**self).hidden_size()
     }
     fn device(&self) -> Device {
         (**self).device()
+    }
+}
+
+/// A conversation's assistant turns and alternatives to some of them, rendered for one packed
+/// pass: each alternative is packed after the shared sequence when its history renders to
+/// the same tokens there (it does for message-wise templates), and kept as its own sequence
+/// otherwise.
+struct Branched {
+    /// The conversation up to its last requested turn.
+    full: Rendered,
+    /// Token spans of the requested turns in `full`.
+    spans: Vec<Range<usize>>,
+    /// `(prefix length, tokens)` of the packed alternatives.
+    packed: Vec<(usize, Vec<u32>)>,
+    /// `(ids, span of the turn)` of the alternatives scored alone.
+    alone: Vec<(Vec<u32>, Range<usize>)>,
+    /// Per alternative, in the caller's order: `(packed?, index in packed or alone)`.
+    order: Vec<(bool, usize)>,
+}
+
+impl Branched {
+    /// `None` when there is nothing to score.
+    fn new(
+        lm: &Lm,
+        conversation: &[Message],
+        turns: &[usize],
+        branches: &[(usize, &str)],
+    ) -> Result<Option<Self>, TrainError> {
+        let last = turns.iter().chain(branches.iter().map(|(t, _)| t)).max().copied();
+        let Some(last) = last else { return Ok(None) };
+        let full = lm.render(&conversation[..=last], false)?;
+        let spans = turns
+            .iter()
+            .map(|&t| Ok(full.assistant_turns[assistant_ordinal(conversation, t)?].clone()))
+            .collect::<Result<Vec<_>, TrainError>>()?;
+        let mut b =
+            Branched { full, spans, packed: Vec::new(), alone: Vec::new(), order: Vec::new() };
+        for &(t, text) in branches {
+            assistant_ordinal(conversation, t)?;
+            let mut c = conversation[..t].to_vec();
+            c.push(Message::assistant(text));
+            let r = lm.render(&c, false)?;
+            let span = r.assistant_turns.last().cloned().expect("the branch is an assistant turn");
+            if b.full.ids.get(..span.start) == Some(&r.ids[..span.start]) {
+                b.order.push((true, b.packed.len()));
+                b.packed.push((span.start, r.ids[span.clone()].to_vec()));
+            } else {
+                b.order.push((false, b.alone.len()));
+                b.alone.push((r.ids, span));
+            }
+        }
+        Ok(Some(b))
+    }
+
+    /// Rows of the packed alternatives' results and then the alone ones', put back in the
+    /// caller's order.
+    fn in_order(&self, packed: &Tensor, alone: &Tensor) -> Result<Tensor, TrainError> {
+        let both = Tensor::cat(&[packed, alone], 0)?;
+        let n = self.packed.len();
+        let idx: Vec<u32> =
+            self.order.iter().map(|&(p, i)| if p { i } else { n + i } as u32).collect();
+        Ok(both.index_select(&Tensor::new(idx, both.device())?, 0)?)
     }
 }
 
@@ -290,59 +372,32 @@ impl StepModel for Lm {
         branches: &[(usize, &str)],
         grad: bool,
     ) -> Result<(TurnScores, TurnScores), TrainError> {
-        let last = turns.iter().chain(branches.iter().map(|(t, _)| t)).max().copied();
-        let Some(last) = last else {
+        let Some(b) = Branched::new(self, conversation, turns, branches)? else {
             let empty = Tensor::zeros(0, candle_core::DType::F32, self.model.device())?;
             let none = || TurnScores { logp: empty.clone(), tokens: Vec::new() };
             return Ok((none(), none()));
         };
-        let full = self.render(&conversation[..=last], false)?;
-        let spans = turns
-            .iter()
-            .map(|&t| Ok(full.assistant_turns[assistant_ordinal(conversation, t)?].clone()))
-            .collect::<Result<Vec<_>, TrainError>>()?;
-        // Each branch as it renders after its history; packed when that history renders to
-        // the same tokens as in the shared sequence (it does for message-wise templates),
-        // scored as its own sequence otherwise.
-        let mut packed: Vec<(usize, Vec<u32>)> = Vec::new();
-        let mut alone: Vec<(Vec<u32>, std::ops::Range<usize>)> = Vec::new();
-        let mut order = Vec::with_capacity(branches.len());
-        for &(t, text) in branches {
-            assistant_ordinal(conversation, t)?;
-            let mut c = conversation[..t].to_vec();
-            c.push(Message::assistant(text));
-            let r = self.render(&c, false)?;
-            let span = r.assistant_turns.last().cloned().expect("the branch is an assistant turn");
-            if full.ids.get(..span.start) == Some(&r.ids[..span.start]) {
-                order.push((true, packed.len()));
-                packed.push((span.start, r.ids[span.clone()].to_vec()));
-            } else {
-                order.push((false, alone.len()));
-                alone.push((r.ids, span));
-            }
-        }
-        let refs: Vec<(usize, &[u32])> = packed.iter().map(|(p, t)| (*p, t.as_slice())).collect();
-        let q = BranchQuery { ids: &full.ids, spans: &spans, branches: &refs };
+        let refs: Vec<(usize, &[u32])> = b.packed.iter().map(|(p, t)| (*p, t.as_slice())).collect();
+        let q = BranchQuery { ids: &b.full.ids, spans: &b.spans, branches: &refs };
         let (chosen, packed_logp) = branch_logprobs(&self.model, &q, grad)?;
-        let rejected = if alone.is_empty() {
+        let rejected = if b.alone.is_empty() {
             packed_logp
         } else {
-            let queries: Vec<SpanQuery<'_>> = alone
+            let queries: Vec<SpanQuery<'_>> = b
+                .alone
                 .iter()
                 .map(|(ids, s)| SpanQuery { ids, spans: std::slice::from_ref(s) })
                 .collect();
             let alone_logp = span_logprobs(&self.model, &queries, grad)?;
-            let both = Tensor::cat(&[&packed_logp, &alone_logp], 0)?;
-            let idx: Vec<u32> =
-                order.iter().map(|&(p, i)| if p { i } else { packed.len() + i } as u32).collect();
-            both.index_select(&Tensor::new(idx, both.device())?, 0)?
+            b.in_order(&packed_logp, &alone_logp)?
         };
-        let rejected_tokens = order
+        let rejected_tokens = b
+            .order
             .iter()
-            .map(|&(p, i)| if p { packed[i].1.len() } else { alone[i].1.len() })
+            .map(|&(p, i)| if p { b.packed[i].1.len() } else { b.alone[i].1.len() })
             .collect();
         Ok((
-            TurnScores { logp: chosen, tokens: spans.iter().map(|s| s.len()).collect() },
+            TurnScores { logp: chosen, tokens: b.spans.iter().map(|s| s.len()).collect() },
             TurnScores { logp: rejected, tokens: rejected_tokens },
         ))
     }
@@ -427,6 +482,39 @@ impl StepModel for Lm {
         let pos = Positions::causal(b, max, dev)?;
         let h = self.model.hidden(&ids, &pos, None, grad)?;
         Ok(h.reshape((b * max, ()))?.index_select(&Tensor::new(rows, dev)?, 0)?)
+    }
+
+    fn branch_end_hidden(
+        &self,
+        conversation: &[Message],
+        turns: &[usize],
+        branches: &[(usize, &str)],
+        grad: bool,
+    ) -> Result<(Tensor, Tensor), TrainError> {
+        let Some(b) = Branched::new(self, conversation, turns, branches)? else {
+            let h = self.model.config().hidden_size;
+            let empty = Tensor::zeros((0, h), candle_core::DType::F32, self.model.device())?;
+            return Ok((empty.clone(), empty));
+        };
+        if b.spans.iter().chain(b.alone.iter().map(|a| &a.1)).any(|s| s.is_empty()) {
+            return Err(TrainError::config("model", "an empty assistant turn"));
+        }
+        let ends: Vec<usize> = b.spans.iter().map(|s| s.end - 1).collect();
+        let refs: Vec<(usize, &[u32])> = b.packed.iter().map(|(p, t)| (*p, t.as_slice())).collect();
+        let (turn_h, packed_h) = branch_hidden(&self.model, &b.full.ids, &ends, &refs, grad)?;
+        let branch_h = if b.alone.is_empty() {
+            packed_h
+        } else {
+            // Each as its own sequence: the hidden state at its turn's last token.
+            let mut hs = Vec::with_capacity(b.alone.len());
+            for (ids, span) in &b.alone {
+                let (h, _) =
+                    branch_hidden(&self.model, &ids[..span.end], &[span.end - 1], &[], grad)?;
+                hs.push(h);
+            }
+            b.in_order(&packed_h, &Tensor::cat(&hs, 0)?)?
+        };
+        Ok((turn_h, branch_h))
     }
 
     fn hidden_size(&self) -> usize {

@@ -119,8 +119,13 @@ pub fn train_sft(
 ) -> Result<Vec<Value>, TrainError> {
     cfg.validate("sft")?;
     let vars = model.trainable();
-    let sched =
-        Schedule { epochs: cfg.epochs, items: train.len(), batch: cfg.batch, seed: cfg.seed };
+    let sched = Schedule {
+        epochs: cfg.epochs,
+        items: train.len(),
+        batch: cfg.batch,
+        seed: cfg.seed,
+        groups: None,
+    };
     let mut optim = cfg.optim.clone();
     if optim.total_steps == 0 {
         optim.total_steps = sched.epochs * sched.steps_per_epoch();

@@ -14,7 +14,7 @@ use stepagent_policy::{react, Message};
 use stepagent_train::baselines::eto::{eto_loss, eto_pair, EtoConfig};
 use stepagent_train::baselines::ipr::{ipr_loss, IprConfig};
 use stepagent_train::baselines::{reference_logps, TrajPair};
-use stepagent_train::disc::{DiscConfig, Discriminator, Step};
+use stepagent_train::disc::{split_heldout, DiscConfig, Discriminator, Step};
 use stepagent_train::health::{HealthConfig, HealthMonitor, HealthSample};
 use stepagent_train::inspect::{Provenance, StepTriple};
 use stepagent_train::model::{snapshot_vars, StepModel};
@@ -141,6 +141,44 @@ fn the_discriminator_separates_expert_from_random_actions() {
         .rewards(&[Step { history: h, action: &tr.expert }, Step { history: h, action: &tr.agent }])
         .unwrap();
     assert!(r[0] > r[1] && r.iter().all(|&x| x <= 0.0), "{r:?}");
+}
+
+#[test]
+fn the_discriminator_is_measured_on_the_triples_of_held_out_trajectories() {
+    let train = expert(Split::Train, 10);
+    let triples = random_triples(&train, 1, 3);
+    // Every 5th trajectory: positions 4 and 9.
+    let (fit, held) = split_heldout(&train, &triples, 5);
+    let out = [train[4].id.as_str(), train[9].id.as_str()];
+    assert!(!held.is_empty() && held.iter().all(|t| out.contains(&t.trajectory.as_str())));
+    assert!(!fit.is_empty() && fit.iter().all(|t| !out.contains(&t.trajectory.as_str())));
+    let per = |id: &str| triples.iter().filter(|t| t.trajectory == id).count();
+    assert_eq!(held.len(), per(out[0]) + per(out[1]));
+    assert_eq!(fit.len() + held.len(), triples.len());
+    // 0 holds nothing out.
+    let (all, none) = split_heldout(&train, &triples, 0);
+    assert_eq!((all.len(), none.len()), (triples.len(), 0));
+}
+
+#[test]
+fn judging_a_trajectory_packed_equals_judging_each_step_alone() {
+    let train = expert(Split::Train, 3);
+    let triples = random_triples(&train, 2, 4);
+    let disc = Discriminator::new(tiny_lm(7), DiscConfig::default()).unwrap();
+    let packed = disc.evaluate(&train, &triples).unwrap();
+    let (mut expert_d, mut agent_d) = (0.0, 0.0);
+    for tr in &triples {
+        let traj = train.iter().find(|t| t.id == tr.trajectory).unwrap();
+        let history = &traj.conversation[..tr.turn];
+        let p = disc
+            .probs(&[Step { history, action: &tr.expert }, Step { history, action: &tr.agent }])
+            .unwrap();
+        expert_d += p[0] / triples.len() as f64;
+        agent_d += p[1] / triples.len() as f64;
+    }
+    assert_eq!(packed.pairs, triples.len());
+    assert!((packed.expert_d - expert_d).abs() < 1e-5, "{} vs {expert_d}", packed.expert_d);
+    assert!((packed.agent_d - agent_d).abs() < 1e-5, "{} vs {agent_d}", packed.agent_d);
 }
 
 #[test]

@@ -11,7 +11,6 @@ mod loss;
 pub use loss::{merge_metrics, step_dpo_loss, DpoMetrics, PairLogps};
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::Tensor;
@@ -20,7 +19,7 @@ use serde_json::Value;
 use stepagent_lm::OptimConfig;
 
 use crate::epochs::{run_epochs, Schedule, Tick};
-use crate::inspect::StepTriple;
+use crate::inspect::{groups, Group, StepTriple};
 use crate::model::{StepModel, TurnScores};
 use crate::optim::Optimizer;
 use crate::run::write_atomic;
@@ -106,13 +105,6 @@ pub struct RefLogps {
     pub rejected: f32,
 }
 
-/// The triples of one trajectory, grouped for one pass.
-struct Group<'a> {
-    traj: &'a Trajectory,
-    /// Indices into the triple list.
-    triples: Vec<usize>,
-}
-
 /// Chosen and rejected log-probs of a group's pairs, in the group's triple order.
 fn group_logps(
     model: &dyn StepModel,
@@ -141,38 +133,6 @@ fn group_logps(
     Ok((chosen, rejected))
 }
 
-/// `g` as passes of at most `per_pass` pairs (0: one pass), in turn order so that a pass's
-/// shared history is as short as its latest pair allows.
-fn passes<'a>(g: &Group<'a>, all: &[StepTriple], per_pass: usize) -> Vec<Group<'a>> {
-    let mut triples = g.triples.clone();
-    triples.sort_by_key(|&i| all[i].turn);
-    let size = if per_pass == 0 { triples.len().max(1) } else { per_pass };
-    triples.chunks(size).map(|c| Group { traj: g.traj, triples: c.to_vec() }).collect()
-}
-
-fn groups<'a>(
-    trajectories: &'a [Trajectory],
-    triples: &[StepTriple],
-) -> Result<Vec<Group<'a>>, TrainError> {
-    let by_id: BTreeMap<&str, &Trajectory> =
-        trajectories.iter().map(|t| (t.id.as_str(), t)).collect();
-    let mut out: Vec<Group<'a>> = Vec::new();
-    let mut at: BTreeMap<&str, usize> = BTreeMap::new();
-    for (i, tr) in triples.iter().enumerate() {
-        let traj = *by_id.get(tr.trajectory.as_str()).ok_or_else(|| TrainError::Trajectory {
-            id: tr.trajectory.clone(),
-            turn: Some(tr.turn),
-            message: "a step triple names a trajectory that is not in the expert data".into(),
-        })?;
-        let k = *at.entry(traj.id.as_str()).or_insert_with(|| {
-            out.push(Group { traj, triples: Vec::new() });
-            out.len() - 1
-        });
-        out[k].triples.push(i);
-    }
-    Ok(out)
-}
-
 /// Reference log-probs of every triple under the model as it is now (no gradients).
 pub fn reference_logps(
     model: &dyn StepModel,
@@ -181,8 +141,8 @@ pub fn reference_logps(
     pairs_per_pass: usize,
 ) -> Result<Vec<RefLogps>, TrainError> {
     let mut out = vec![RefLogps { chosen: 0.0, rejected: 0.0 }; triples.len()];
-    let all = groups(trajectories, triples)?;
-    for g in all.iter().flat_map(|g| passes(g, triples, pairs_per_pass)) {
+    let all = groups(trajectories, triples, 0..triples.len())?;
+    for g in all.iter().flat_map(|g| g.passes(triples, pairs_per_pass)) {
         let (c, r) = group_logps(model, &g, triples, false)?;
         let (c, r) = (c.logp.to_vec1::<f32>()?, r.logp.to_vec1::<f32>()?);
         for (k, &i) in g.triples.iter().enumerate() {
@@ -232,12 +192,17 @@ pub fn train_step_dpo(
             "one reference log-prob pair per triple is needed",
         ));
     }
-    let groups = groups(trajectories, triples)?;
-    let sched =
-        Schedule { epochs: cfg.epochs, items: groups.len(), batch: cfg.batch, seed: cfg.seed };
+    let groups = groups(trajectories, triples, 0..triples.len())?;
+    let sched = Schedule {
+        epochs: cfg.epochs,
+        items: groups.len(),
+        batch: cfg.batch,
+        seed: cfg.seed,
+        groups: None,
+    };
     let mut batch = |batch: &[usize], step: &mut PartStep<'_>| -> Result<(), TrainError> {
         let total: usize = batch.iter().map(|&g| groups[g].triples.len()).sum();
-        for g in batch.iter().flat_map(|&gi| passes(&groups[gi], triples, cfg.pairs_per_pass)) {
+        for g in batch.iter().flat_map(|&gi| groups[gi].passes(triples, cfg.pairs_per_pass)) {
             let (c, r) = group_logps(model, &g, triples, true)?;
             let ref_c: Vec<f32> = g.triples.iter().map(|&i| reference[i].chosen).collect();
             let ref_r: Vec<f32> = g.triples.iter().map(|&i| reference[i].rejected).collect();

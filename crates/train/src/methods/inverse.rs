@@ -2,7 +2,8 @@
 //! 1. inspection, as Implicit: the policy acts at every expert prefix (step triples);
 //! 2. the discriminator D_φ(h, a) learns by BCE that the expert's step is 1 and the agent's
 //!    is 0 after the same prefix (its own copy of the SFT model with a scalar head, carried
-//!    from cycle to cycle);
+//!    from cycle to cycle), measured before and after on the triples of held-out
+//!    trajectories (`inverse.disc.heldout_every`);
 //! 3. PPO on the agent's actions sampled at the expert prefixes, each rewarded by D's step
 //!    reward (log D by default), with a KL penalty to π_ref (the policy at the start of the
 //!    cycle by default);
@@ -16,9 +17,9 @@ use stepagent_lm::Lm;
 
 use super::outcome_ppo::{learner, save_learner};
 use super::{eval_cycle, mark_stopped, sampling, stopped_in, with_weights, Health, Shared};
-use crate::disc::{DiscConfig, DiscMetrics, Discriminator};
+use crate::disc::{split_heldout, DiscConfig, DiscMetrics, Discriminator};
 use crate::dpo::Reference;
-use crate::epochs::{run_epochs, Schedule, Tick};
+use crate::epochs::{run_epochs, Tick};
 use crate::health::HealthSample;
 use crate::inspect::{mix_seed, StepTriple};
 use crate::model::{load_vars, StepModel};
@@ -105,17 +106,23 @@ pub(crate) fn run(
         // Discriminator phase.
         let name = format!("cycle-{k}-disc");
         let dir = cx.stage(&name, Some(inv.disc.epochs), |cx, dir| {
+            let (fit, held) = split_heldout(train, &triples, inv.disc.heldout_every);
+            // Too few trajectories to hold one out: D is measured on what it trained on,
+            // and the record says so.
+            let measured = if held.is_empty() { &fit } else { &held };
             // The discriminator holds the previous cycle's weights (loaded after that stage).
-            let before = disc.evaluate(train, &triples)?;
-            let epochs = if triples.is_empty() {
+            let before = disc.evaluate(train, measured)?;
+            let epochs = if fit.is_empty() {
                 crate::model::save_vars(&dir.join("trainable.safetensors"), &disc_vars)?;
                 Vec::new()
             } else {
-                train_disc(cx, &disc, train, &triples, disc_prev.as_deref(), dir, &name)?
+                train_disc(cx, &disc, train, &fit, disc_prev.as_deref(), dir, &name)?
             };
-            let after = disc.evaluate(train, &triples)?;
+            let after = disc.evaluate(train, measured)?;
             let rec = json!({"before": disc_record(&before), "after": disc_record(&after),
-                "accuracy": after.accuracy, "auc": after.auc, "triples": triples.len()});
+                "accuracy": after.accuracy, "auc": after.auc, "triples": triples.len(),
+                "trained_on": fit.len(), "measured_on": measured.len(),
+                "measured_on_heldout": !held.is_empty()});
             cx.log(&name, "disc", &rec)?;
             write_json(&dir.join("disc.json"), &rec)?;
             write_json(&dir.join("epochs.json"), &epochs)
@@ -196,7 +203,7 @@ fn train_disc(
 ) -> Result<Vec<Value>, TrainError> {
     let c = &disc.cfg;
     let vars = disc.vars();
-    let sched = Schedule { epochs: c.epochs, items: triples.len(), batch: c.batch, seed: c.seed };
+    let sched = disc.schedule(train, triples)?;
     let mut opt = Optimizer::new(vars.clone(), c.optim.clone())?;
     if let Some(p) = prev.map(|p| p.join("optim.safetensors")).filter(|p| p.exists()) {
         opt.load(&p)?;

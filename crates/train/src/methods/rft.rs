@@ -146,7 +146,8 @@ pub(crate) fn run(
         let dir = cx.stage(&name, Some(r.sft.epochs), |cx, dir| {
             judged = true;
             let refs: Vec<&Episode> = episodes.iter().collect();
-            let probe = probe_rollouts(&refs, 8);
+            // Without data the weights are kept and the drift is 0: no probe to score.
+            let probe = if data.is_empty() { Vec::new() } else { probe_rollouts(&refs, 8) };
             let before = rollout_logprobs(lm, &probe, 2)?;
             let epochs = if data.is_empty() {
                 cx.log(

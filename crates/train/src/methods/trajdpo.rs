@@ -34,7 +34,13 @@ pub(crate) fn train_traj_dpo(
     dir: &Path,
     metrics: &mut dyn FnMut(&str, &Value) -> Result<(), TrainError>,
 ) -> Result<Vec<Value>, TrainError> {
-    let sched = Schedule { epochs: t.epochs, items: pairs.len(), batch: t.batch, seed: t.seed };
+    let sched = Schedule {
+        epochs: t.epochs,
+        items: pairs.len(),
+        batch: t.batch,
+        seed: t.seed,
+        groups: None,
+    };
     let mut batch = |batch: &[usize], step: &mut PartStep<'_>| -> Result<(), TrainError> {
         let scale = 1.0 / batch.len() as f64;
         for &i in batch {
