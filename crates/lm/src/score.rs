@@ -152,6 +152,22 @@ impl Packed {
     }
 }
 
+/// Final hidden states of `ids` with `branches` (`(prefix, tokens)` as in [`BranchQuery`])
+/// packed after it, from one forward: `(total, hidden)` (the shared sequence's positions
+/// first, then each branch's), and where each branch's tokens start in it. Each branch's
+/// rows equal a forward over its prefix and itself alone; its first token is predicted from
+/// row `prefix - 1`.
+pub fn packed_hidden(
+    model: &Transformer,
+    ids: &[u32],
+    branches: &[(usize, &[u32])],
+    grad: bool,
+) -> Result<(Tensor, Vec<usize>)> {
+    let packed = Packed::new(ids, branches)?;
+    let starts = packed.starts.clone();
+    Ok((packed.hidden(model, grad)?, starts))
+}
+
 /// Summed log-probs of the spans of `q.ids` and of each branch given its prefix, from one
 /// forward over the sequence with every branch packed after it (see [`Packed`]), so the
 /// shared history is read once instead of once per branch. Returns `(spans, branches)`,

@@ -10,7 +10,9 @@ use std::path::Path;
 use candle_core::{Device, Tensor, Var, D};
 use stepagent_lm::generate::generate_branches;
 use stepagent_lm::model::Positions;
-use stepagent_lm::score::{branch_hidden, branch_logprobs, span_logprobs, BranchQuery, SpanQuery};
+use stepagent_lm::score::{
+    branch_hidden, branch_logprobs, packed_hidden, span_logprobs, BranchQuery, SpanQuery,
+};
 use stepagent_lm::{Lm, Rendered, SamplingConfig};
 use stepagent_policy::{Message, Role};
 
@@ -93,6 +95,20 @@ pub trait StepModel {
         hidden: bool,
     ) -> Result<TokenScores, TrainError>;
 
+    /// [`StepModel::turn_token_logprobs`] of alternative assistant turns `branches`
+    /// (`(message index, text)`: the text after the history `conversation[..index]`), one
+    /// range per branch in order. The default scores each as its own conversation; a model
+    /// may read the shared history once (the step rollouts of one expert trajectory).
+    fn branch_token_logprobs(
+        &self,
+        conversation: &[Message],
+        branches: &[(usize, &str)],
+        grad: bool,
+        hidden: bool,
+    ) -> Result<TokenScores, TrainError> {
+        branches_alone(self, conversation, branches, grad, hidden)
+    }
+
     /// The final hidden state of the last token of each assistant turn `turns` (its
     /// end-of-turn marker, which has read the whole turn and its history), flattened in
     /// order: `(turns, hidden)`. What a reward model's scalar head reads.
@@ -165,6 +181,15 @@ impl<T: StepModel + ?Sized> StepModel for &T {
         hidden: bool,
     ) -> Result<TokenScores, TrainError> {
         (**self).turn_token_logprobs(items, grad, hidden)
+    }
+    fn branch_token_logprobs(
+        &self,
+        conversation: &[Message],
+        branches: &[(usize, &str)],
+        grad: bool,
+        hidden: bool,
+    ) -> Result<TokenScores, TrainError> {
+        (**self).branch_token_logprobs(conversation, branches, grad, hidden)
     }
     fn turn_end_hidden(
         &self,
@@ -448,19 +473,43 @@ impl StepModel for Lm {
             return Ok(TokenScores { logp: empty, ranges, entropy: Vec::new(), hidden: None });
         }
         let pos = Positions::causal(b, max, dev)?;
-        let h = self.model.hidden(&ids, &pos, None, grad)?;
-        let h = h.reshape((b * max, ()))?.index_select(&Tensor::new(rows, dev)?, 0)?;
-        let logits = self.model.logits(&h)?;
-        // log-softmax from differentiable ops (the fused kernel has no backward); the shift
-        // is a constant, so it may be detached.
-        let shifted = logits.broadcast_sub(&logits.max_keepdim(D::Minus1)?.detach())?;
-        let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-        let logp_all = shifted.broadcast_sub(&lse)?;
-        let t = Tensor::new(targets, dev)?.unsqueeze(1)?;
-        let logp = logp_all.gather(&t, 1)?.squeeze(1)?;
-        let lp = logp_all.detach();
-        let entropy = (lp.exp()? * &lp)?.sum(D::Minus1)?.neg()?.to_vec1::<f32>()?;
-        Ok(TokenScores { logp, ranges, entropy, hidden: hidden.then_some(h) })
+        let h = self.model.hidden(&ids, &pos, None, grad)?.reshape((b * max, ()))?;
+        token_scores(self, &h, rows, targets, ranges, hidden)
+    }
+
+    fn branch_token_logprobs(
+        &self,
+        conversation: &[Message],
+        branches: &[(usize, &str)],
+        grad: bool,
+        hidden: bool,
+    ) -> Result<TokenScores, TrainError> {
+        let Some(b) = Branched::new(self, conversation, &[], branches)? else {
+            let empty = Tensor::zeros(0, candle_core::DType::F32, self.model.device())?;
+            return Ok(TokenScores {
+                logp: empty,
+                ranges: Vec::new(),
+                entropy: Vec::new(),
+                hidden: None,
+            });
+        };
+        if !b.alone.is_empty() || b.packed.iter().any(|(_, t)| t.is_empty()) {
+            // A history that renders differently inside the shared sequence: each alone.
+            return branches_alone(self, conversation, branches, grad, hidden);
+        }
+        let refs: Vec<(usize, &[u32])> = b.packed.iter().map(|(p, t)| (*p, t.as_slice())).collect();
+        let (h, starts) = packed_hidden(&self.model, &b.full.ids, &refs, grad)?;
+        let (mut rows, mut targets, mut ranges) = (Vec::new(), Vec::new(), Vec::new());
+        for (&(prefix, tokens), at) in refs.iter().zip(starts) {
+            let start = rows.len();
+            for (u, &t) in tokens.iter().enumerate() {
+                // The first token is predicted from the prefix's last position.
+                rows.push(if u == 0 { prefix - 1 } else { at + u - 1 } as u32);
+                targets.push(t);
+            }
+            ranges.push(start..rows.len());
+        }
+        token_scores(self, &h, rows, targets, ranges, hidden)
     }
 
     fn turn_end_hidden(
@@ -524,6 +573,53 @@ impl StepModel for Lm {
     fn device(&self) -> Device {
         self.model.device().clone()
     }
+}
+
+/// [`StepModel::branch_token_logprobs`] with each branch scored as its own conversation.
+fn branches_alone<M: StepModel + ?Sized>(
+    model: &M,
+    conversation: &[Message],
+    branches: &[(usize, &str)],
+    grad: bool,
+    hidden: bool,
+) -> Result<TokenScores, TrainError> {
+    let convs: Vec<Vec<Message>> = branches
+        .iter()
+        .map(|&(t, text)| {
+            let mut c = conversation[..t].to_vec();
+            c.push(Message::assistant(text));
+            c
+        })
+        .collect();
+    let turns: Vec<[usize; 1]> = branches.iter().map(|&(t, _)| [t]).collect();
+    let items: Vec<(&[Message], &[usize])> =
+        convs.iter().zip(&turns).map(|(c, t)| (c.as_slice(), &t[..])).collect();
+    model.turn_token_logprobs(&items, grad, hidden)
+}
+
+/// Log-probs of `targets[i]` predicted from row `rows[i]` of the final hidden states `h`
+/// `(positions, hidden)`, with the exact entropy there and, when asked, those rows.
+fn token_scores(
+    lm: &Lm,
+    h: &Tensor,
+    rows: Vec<u32>,
+    targets: Vec<u32>,
+    ranges: Vec<Range<usize>>,
+    hidden: bool,
+) -> Result<TokenScores, TrainError> {
+    let dev = lm.model.device();
+    let h = h.index_select(&Tensor::new(rows, dev)?, 0)?;
+    let logits = lm.model.logits(&h)?;
+    // log-softmax from differentiable ops (the fused kernel has no backward); the shift
+    // is a constant, so it may be detached.
+    let shifted = logits.broadcast_sub(&logits.max_keepdim(D::Minus1)?.detach())?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    let logp_all = shifted.broadcast_sub(&lse)?;
+    let t = Tensor::new(targets, dev)?.unsqueeze(1)?;
+    let logp = logp_all.gather(&t, 1)?.squeeze(1)?;
+    let lp = logp_all.detach();
+    let entropy = (lp.exp()? * &lp)?.sum(D::Minus1)?.neg()?.to_vec1::<f32>()?;
+    Ok(TokenScores { logp, ranges, entropy, hidden: hidden.then_some(h) })
 }
 
 /// Saves named variables as safetensors, atomically.

@@ -318,6 +318,52 @@ fn sampled_step_rollouts_are_rewarded_by_the_discriminator_and_trained_on() {
 }
 
 #[test]
+fn step_rollouts_of_one_trajectory_score_and_train_packed_as_each_alone() {
+    let policy = |seed| {
+        let mut lm = tiny_lm(seed);
+        lm.enable_lora(&LoraConfig { rank: 4, ..LoraConfig::default() }).unwrap();
+        // Adapters away from zero, so that the update's gradients reach every weight.
+        for (_, v) in lm.trainable() {
+            v.set(&(v.as_tensor() + 0.01).unwrap()).unwrap();
+        }
+        lm
+    };
+    let lm = policy(11);
+    let train = expert(Split::Train, 2);
+    let sampling = SamplingConfig { temperature: 1.0, max_new_tokens: 12, ..Default::default() };
+    let mut rollouts = sample_step_rollouts(&lm, &train, 2, &sampling, 3).unwrap();
+    for (k, r) in rollouts.iter_mut().enumerate() {
+        r.rewards = vec![(k % 3) as f64 - 1.0];
+    }
+    // Packed (one pass per trajectory) against each rollout as its own sequence.
+    let packed = rollout_logprobs(&lm, &rollouts, 4).unwrap();
+    for (r, p) in rollouts.iter().zip(&packed) {
+        let items = [(r.conversation.as_slice(), r.turns.as_slice())];
+        let alone = lm.turn_token_logprobs(&items, false, false).unwrap();
+        let alone = alone.logp.to_vec1::<f32>().unwrap();
+        assert_eq!(alone.len(), p.len(), "{}", r.id);
+        assert!(alone.iter().zip(p).all(|(a, b)| (a - b).abs() < 1e-4), "{}", r.id);
+    }
+    // One GAE update with packed minibatches against one without: the same result.
+    let cfg = PpoConfig { epochs: 2, minibatch: 4, ..PpoConfig::default() };
+    let (a, b) = (policy(11), policy(11));
+    let ma = Ppo::new(&a, cfg.clone()).unwrap().update(&rollouts, &packed).unwrap();
+    let mb = Ppo::new(&b, cfg).unwrap().packing(false).update(&rollouts, &packed).unwrap();
+    assert_eq!(ma.steps, mb.steps);
+    for (x, y) in
+        [(ma.loss, mb.loss), (ma.pg_loss, mb.pg_loss), (ma.clip_fraction, mb.clip_fraction)]
+    {
+        assert!((x - y).abs() < 1e-4, "{ma:?}\nvs {mb:?}");
+    }
+    let moved = snapshot_vars(&a.trainable()).unwrap();
+    let want = snapshot_vars(&b.trainable()).unwrap();
+    for (x, y) in moved.iter().zip(&want) {
+        let d = (x - y).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(d < 1e-5, "weights differ by {d}");
+    }
+}
+
+#[test]
 fn whole_episodes_are_multi_turn_rollouts_with_the_outcome_on_the_last_turn() {
     use stepagent_env::TaskId;
     use stepagent_policy::policies::ExpertPolicy;

@@ -29,7 +29,7 @@ use stepagent_lm::{OptimConfig, SamplingConfig, ScalarHead};
 use stepagent_policy::{react, Message};
 
 use crate::inspect::{hash_str, mix_seed};
-use crate::model::StepModel;
+use crate::model::{StepModel, TokenScores};
 use crate::optim::Optimizer;
 use crate::sft::validate_optim;
 use crate::traj::Trajectory;
@@ -263,12 +263,97 @@ pub fn rollout_logprobs<M: StepModel + ?Sized>(
     rollouts: &[Rollout],
     batch: usize,
 ) -> Result<Vec<Vec<f32>>, TrainError> {
-    let mut out = Vec::with_capacity(rollouts.len());
-    for chunk in rollouts.chunks(batch.max(1)) {
-        let s = score(model, chunk, false, false)?;
-        out.extend(s.into_iter().map(|c| c.logp));
+    let s = score_all(model, rollouts, &families(rollouts), batch, false)?;
+    Ok(s.into_iter().map(|c| c.logp).collect())
+}
+
+/// Rollouts that one packed pass can score together: the one-turn rollouts whose histories
+/// are prefixes of one conversation (the step rollouts of one expert trajectory), the one
+/// with the longest history first; every other rollout on its own. Families are listed in
+/// order of their first rollout.
+fn families(rollouts: &[Rollout]) -> Vec<Vec<usize>> {
+    let one_turn = |r: &Rollout| r.turns.len() == 1 && r.turns[0] + 1 == r.conversation.len();
+    let mut by_len: Vec<usize> = (0..rollouts.len()).filter(|&i| one_turn(&rollouts[i])).collect();
+    by_len.sort_by_key(|&i| std::cmp::Reverse(rollouts[i].turns[0]));
+    let mut fams: Vec<Vec<usize>> = Vec::new();
+    for i in by_len {
+        let h = &rollouts[i].conversation[..rollouts[i].turns[0]];
+        let base = |f: &Vec<usize>| &rollouts[f[0]].conversation[..rollouts[f[0]].turns[0]];
+        match fams.iter_mut().find(|f| base(f).starts_with(h)) {
+            Some(f) => f.push(i),
+            None => fams.push(vec![i]),
+        }
     }
-    Ok(out)
+    fams.extend((0..rollouts.len()).filter(|&i| !one_turn(&rollouts[i])).map(|i| vec![i]));
+    fams.sort_by_key(|f| f.iter().min().copied());
+    fams
+}
+
+/// Scores rollouts `part` (one family's, or any one rollout) in one packed pass: the family's
+/// longest conversation read once, each rollout's turn as a branch off its history.
+fn score_family<M: StepModel + ?Sized>(
+    model: &M,
+    rollouts: &[Rollout],
+    part: &[usize],
+    grad: bool,
+    hidden: bool,
+) -> Result<(Vec<Scored>, candle_core::Tensor), TrainError> {
+    let base = *part.iter().max_by_key(|&&i| rollouts[i].turns[0]).expect("a non-empty part");
+    let branches: Vec<(usize, &str)> = part
+        .iter()
+        .map(|&i| {
+            let r = &rollouts[i];
+            (r.turns[0], r.conversation[r.turns[0]].content.as_str())
+        })
+        .collect();
+    let s = model.branch_token_logprobs(&rollouts[base].conversation, &branches, grad, hidden)?;
+    let logp = s.logp.to_vec1::<f32>()?;
+    let out = s
+        .ranges
+        .iter()
+        .map(|q| {
+            Ok(Scored {
+                logp: logp[q.clone()].to_vec(),
+                turns: std::iter::once(0..q.len()).collect(),
+                entropy: s.entropy[q.clone()].to_vec(),
+                hidden: match &s.hidden {
+                    Some(h) => Some(h.narrow(0, q.start, q.len())?),
+                    None => None,
+                },
+            })
+        })
+        .collect::<Result<Vec<_>, TrainError>>()?;
+    Ok((out, s.logp))
+}
+
+/// Every rollout's scores without gradients, in rollout order: a family of several rollouts
+/// in one packed pass, the others in batches of `batch`.
+fn score_all<M: StepModel + ?Sized>(
+    model: &M,
+    rollouts: &[Rollout],
+    fams: &[Vec<usize>],
+    batch: usize,
+    hidden: bool,
+) -> Result<Vec<Scored>, TrainError> {
+    let mut out: Vec<Option<Scored>> = (0..rollouts.len()).map(|_| None).collect();
+    let mut alone = Vec::new();
+    for f in fams {
+        if f.len() > 1 {
+            let (scored, _) = score_family(model, rollouts, f, false, hidden)?;
+            for (&i, s) in f.iter().zip(scored) {
+                out[i] = Some(s);
+            }
+        } else {
+            alone.extend(f.iter().copied());
+        }
+    }
+    for chunk in alone.chunks(batch.max(1)) {
+        let rs: Vec<Rollout> = chunk.iter().map(|&i| rollouts[i].clone()).collect();
+        for (&i, s) in chunk.iter().zip(score(model, &rs, false, hidden)?) {
+            out[i] = Some(s);
+        }
+    }
+    Ok(out.into_iter().map(|s| s.expect("every rollout scored")).collect())
 }
 
 /// One rollout's scores, as plain numbers.
@@ -418,6 +503,8 @@ pub struct Ppo<'m, M: ?Sized> {
     opt: Optimizer,
     cfg: PpoConfig,
     updates: u64,
+    /// Train a family's rollouts of a minibatch from one packed forward (see [`Ppo::packing`]).
+    packing: bool,
 }
 
 impl<'m, M: StepModel + ?Sized> Ppo<'m, M> {
@@ -442,7 +529,54 @@ impl<'m, M: StepModel + ?Sized> Ppo<'m, M> {
             vars.extend(v.vars().into_iter().map(|(n, v)| (format!("value_head.{n}"), v)));
         }
         let opt = Optimizer::new(vars, cfg.optim.clone())?;
-        Ok(Ppo { policy, value, opt, cfg, updates: 0 })
+        Ok(Ppo { policy, value, opt, cfg, updates: 0, packing: true })
+    }
+
+    /// Whether the rollouts of one family in a minibatch (one-turn rollouts after prefixes of
+    /// one conversation: the step rollouts of one expert trajectory) are trained from one
+    /// packed forward that reads their shared history once (on by default), or each from its
+    /// own forward. The same numbers either way, up to float rounding; off costs more.
+    pub fn packing(mut self, on: bool) -> Self {
+        self.packing = on;
+        self
+    }
+
+    /// Per-token scores with gradients of rollouts `part` (one family's, in a minibatch):
+    /// one packed forward when there are several and packing is on, one forward each
+    /// otherwise.
+    fn part_scores(
+        &self,
+        rollouts: &[Rollout],
+        part: &[usize],
+        hidden: bool,
+    ) -> Result<Vec<(usize, TokenScores)>, TrainError> {
+        if part.len() > 1 && self.packing {
+            let (scored, logp) = score_family(self.policy, rollouts, part, true, hidden)?;
+            let mut at = 0;
+            let mut out = Vec::with_capacity(part.len());
+            for (&i, sc) in part.iter().zip(scored) {
+                let n = sc.logp.len();
+                let logp = logp.narrow(0, at, n)?;
+                out.push((
+                    i,
+                    TokenScores {
+                        logp,
+                        ranges: std::iter::once(0..n).collect(),
+                        entropy: sc.entropy,
+                        hidden: sc.hidden,
+                    },
+                ));
+                at += n;
+            }
+            return Ok(out);
+        }
+        part.iter()
+            .map(|&i| {
+                let r = &rollouts[i];
+                let items = [(r.conversation.as_slice(), r.turns.as_slice())];
+                Ok((i, self.policy.turn_token_logprobs(&items, true, hidden)?))
+            })
+            .collect()
     }
 
     /// The value head (GAE only).
@@ -483,10 +617,15 @@ impl<'m, M: StepModel + ?Sized> Ppo<'m, M> {
         let gae_mode = cfg.advantage == Advantage::Gae;
 
         // π_old: log-probs, entropy, values.
-        let mut old = Vec::with_capacity(rollouts.len());
-        for chunk in rollouts.chunks(cfg.minibatch) {
-            old.extend(score(self.policy, chunk, false, gae_mode)?);
-        }
+        let fams = families(rollouts);
+        let family_of: Vec<usize> = {
+            let mut f = vec![0; rollouts.len()];
+            for (k, fam) in fams.iter().enumerate() {
+                fam.iter().for_each(|&i| f[i] = k);
+            }
+            f
+        };
+        let old = score_all(self.policy, rollouts, &fams, cfg.minibatch, gae_mode)?;
         for ((r, o), re) in rollouts.iter().zip(&old).zip(reference) {
             if re.len() != o.logp.len() {
                 return Err(TrainError::Trajectory {
@@ -521,48 +660,60 @@ impl<'m, M: StepModel + ?Sized> Ppo<'m, M> {
         let (mut vloss_sum, mut last_kl, mut last_kl_tokens) = (0f64, 0f64, 0f64);
         let steps_before = self.opt.steps();
         for epoch in 0..cfg.epochs {
-            let mut order: Vec<usize> = (0..rollouts.len()).collect();
+            // The families shuffled, each one's rollouts together (with one-rollout families
+            // this is the plain shuffle), so that a minibatch reads a shared history once.
+            let mut order = fams.clone();
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(mix_seed(&[
                 cfg.seed,
                 self.updates,
                 epoch as u64,
             ]));
             order.shuffle(&mut rng);
+            let order = order.concat();
             let last_epoch = epoch + 1 == cfg.epochs;
             for mb in order.chunks(cfg.minibatch) {
                 let total: usize = mb.iter().map(|&i| tokens[i]).sum::<usize>().max(1);
-                for &i in mb {
-                    let r = &rollouts[i];
-                    let items = [(r.conversation.as_slice(), r.turns.as_slice())];
-                    let s = self.policy.turn_token_logprobs(&items, true, gae_mode)?;
-                    let (pg, st) = ppo_clip_loss(&s.logp, &old[i].logp, &adv32[i], cfg.clip)?;
-                    let mut loss = pg.clone();
-                    if cfg.kl_in == KlPlacement::Loss && cfg.kl_coef > 0.0 {
-                        let k = kl_tokens(&s.logp, &reference[i], cfg.kl_estimator)?;
-                        loss = (loss + (k.mean_all()? * cfg.kl_coef)?)?;
+                for part in mb.chunk_by(|&a, &b| family_of[a] == family_of[b]) {
+                    // One forward for the part (packed when it holds several rollouts), one
+                    // backward of its rollouts' summed losses.
+                    let scored = self.part_scores(rollouts, part, gae_mode)?;
+                    let mut part_loss: Option<candle_core::Tensor> = None;
+                    for (i, s) in scored {
+                        let (pg, st) = ppo_clip_loss(&s.logp, &old[i].logp, &adv32[i], cfg.clip)?;
+                        let mut loss = pg.clone();
+                        if cfg.kl_in == KlPlacement::Loss && cfg.kl_coef > 0.0 {
+                            let k = kl_tokens(&s.logp, &reference[i], cfg.kl_estimator)?;
+                            loss = (loss + (k.mean_all()? * cfg.kl_coef)?)?;
+                        }
+                        let mut vl = 0f64;
+                        if let (Some(head), Some(h)) = (&self.value, &s.hidden) {
+                            let v = value_loss(&head.forward(h)?, &ret32[i])?;
+                            vl = v.to_scalar::<f32>()? as f64;
+                            loss = (loss + (v * cfg.value_coef)?)?;
+                        }
+                        let w = tokens[i] as f64;
+                        let lv = loss.to_scalar::<f32>()? as f64;
+                        if lv.is_finite() {
+                            let scaled = (loss * (w / total as f64))?;
+                            part_loss = Some(match part_loss {
+                                Some(p) => (p + scaled)?,
+                                None => scaled,
+                            });
+                        } else {
+                            m.nonfinite += 1;
+                        }
+                        m.loss += lv * w;
+                        m.pg_loss += pg.to_scalar::<f32>()? as f64 * w;
+                        vloss_sum += vl * w;
+                        clip_tokens += st.clip_fraction * w;
+                        evals_tokens += w;
+                        if last_epoch {
+                            last_kl += st.approx_kl * w;
+                            last_kl_tokens += w;
+                        }
                     }
-                    let mut vl = 0f64;
-                    if let (Some(head), Some(h)) = (&self.value, &s.hidden) {
-                        let v = value_loss(&head.forward(h)?, &ret32[i])?;
-                        vl = v.to_scalar::<f32>()? as f64;
-                        loss = (loss + (v * cfg.value_coef)?)?;
-                    }
-                    let w = tokens[i] as f64;
-                    let lv = loss.to_scalar::<f32>()? as f64;
-                    if lv.is_finite() {
-                        let scaled = (loss * (w / total as f64))?;
-                        self.opt.accumulate(&scaled.backward()?)?;
-                    } else {
-                        m.nonfinite += 1;
-                    }
-                    m.loss += lv * w;
-                    m.pg_loss += pg.to_scalar::<f32>()? as f64 * w;
-                    vloss_sum += vl * w;
-                    clip_tokens += st.clip_fraction * w;
-                    evals_tokens += w;
-                    if last_epoch {
-                        last_kl += st.approx_kl * w;
-                        last_kl_tokens += w;
+                    if let Some(loss) = part_loss {
+                        self.opt.accumulate(&loss.backward()?)?;
                     }
                 }
                 self.opt.step()?;
