@@ -30,7 +30,7 @@ pub use config::{Arch, ModelConfig};
 pub use engine::{ChatModel, EpisodeCaches, Lm, LmPolicy};
 pub use error::{LmError, Result};
 pub use generate::{Finish, Generation, PromptCache, SamplingConfig};
-pub use score::{branch_hidden, branch_logprobs, packed_hidden, BranchQuery};
+pub use score::{branch_hidden, branch_logprobs, branch_token_rows, packed_hidden, BranchQuery};
 pub use train::{AdamW, LoraConfig, OptimConfig, ScalarHead};
 
 #[cfg(test)]

@@ -152,6 +152,30 @@ impl Packed {
     }
 }
 
+/// For branches packed at `starts` (as [`packed_hidden`] returns them): the packed row that
+/// predicts each branch token (the first from its prefix's last position, the others from
+/// the branch's own previous token), the tokens themselves, and each branch's range in
+/// those lists. Appended to `rows` and `targets`, so spans may come first.
+pub fn branch_token_rows(
+    branches: &[(usize, &[u32])],
+    starts: &[usize],
+    rows: &mut Vec<u32>,
+    targets: &mut Vec<u32>,
+) -> Vec<Range<usize>> {
+    branches
+        .iter()
+        .zip(starts)
+        .map(|(&(prefix, tokens), &at)| {
+            let start = targets.len();
+            for (u, &t) in tokens.iter().enumerate() {
+                rows.push(if u == 0 { prefix - 1 } else { at + u - 1 } as u32);
+                targets.push(t);
+            }
+            start..targets.len()
+        })
+        .collect()
+}
+
 /// Final hidden states of `ids` with `branches` (`(prefix, tokens)` as in [`BranchQuery`])
 /// packed after it, from one forward: `(total, hidden)` (the shared sequence's positions
 /// first, then each branch's), and where each branch's tokens start in it. Each branch's
@@ -192,15 +216,7 @@ pub fn branch_logprobs(
         ranges.push(start..targets.len());
     }
     let spans = ranges.len();
-    for (&(prefix, tokens), &at) in q.branches.iter().zip(&packed.starts) {
-        let start = targets.len();
-        for (u, &t) in tokens.iter().enumerate() {
-            // The first token is predicted from the prefix's last position.
-            rows.push(if u == 0 { prefix - 1 } else { at + u - 1 } as u32);
-            targets.push(t);
-        }
-        ranges.push(start..targets.len());
-    }
+    ranges.extend(branch_token_rows(q.branches, &packed.starts, &mut rows, &mut targets));
     let h = packed.hidden(model, grad)?;
     let tok = pick_logprobs(model, &h, rows, targets)?;
     let sums = sum_ranges(&tok, &ranges, model.device())?;

@@ -43,17 +43,21 @@ impl Schedule {
                 order.shuffle(&mut rng);
                 order
             }
-            Some(groups) => {
-                let mut groups = groups.clone();
-                groups.shuffle(&mut rng);
-                groups.concat()
-            }
+            Some(groups) => shuffle_groups(groups, &mut rng),
         }
     }
 
     pub fn steps_per_epoch(&self) -> usize {
         self.items.div_ceil(self.batch.max(1))
     }
+}
+
+/// `groups` in an order shuffled by `rng`, each one's items kept together and in order,
+/// concatenated.
+pub(crate) fn shuffle_groups(groups: &[Vec<usize>], rng: &mut impl rand::Rng) -> Vec<usize> {
+    let mut order: Vec<&Vec<usize>> = groups.iter().collect();
+    order.shuffle(rng);
+    order.into_iter().flatten().copied().collect()
 }
 
 /// Events a caller may watch (progress bars, metrics); an error stops the loop as a kill

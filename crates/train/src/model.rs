@@ -11,7 +11,8 @@ use candle_core::{Device, Tensor, Var, D};
 use stepagent_lm::generate::generate_branches;
 use stepagent_lm::model::Positions;
 use stepagent_lm::score::{
-    branch_hidden, branch_logprobs, packed_hidden, span_logprobs, BranchQuery, SpanQuery,
+    branch_hidden, branch_logprobs, branch_token_rows, packed_hidden, span_logprobs, BranchQuery,
+    SpanQuery,
 };
 use stepagent_lm::{Lm, Rendered, SamplingConfig};
 use stepagent_policy::{Message, Role};
@@ -266,6 +267,11 @@ impl Branched {
         Ok(Some(b))
     }
 
+    /// The packed alternatives as `(prefix length, tokens)` for the lm's packing functions.
+    fn refs(&self) -> Vec<(usize, &[u32])> {
+        self.packed.iter().map(|(p, t)| (*p, t.as_slice())).collect()
+    }
+
     /// Rows of the packed alternatives' results and then the alone ones', put back in the
     /// caller's order.
     fn in_order(&self, packed: &Tensor, alone: &Tensor) -> Result<Tensor, TrainError> {
@@ -402,7 +408,7 @@ impl StepModel for Lm {
             let none = || TurnScores { logp: empty.clone(), tokens: Vec::new() };
             return Ok((none(), none()));
         };
-        let refs: Vec<(usize, &[u32])> = b.packed.iter().map(|(p, t)| (*p, t.as_slice())).collect();
+        let refs = b.refs();
         let q = BranchQuery { ids: &b.full.ids, spans: &b.spans, branches: &refs };
         let (chosen, packed_logp) = branch_logprobs(&self.model, &q, grad)?;
         let rejected = if b.alone.is_empty() {
@@ -493,22 +499,14 @@ impl StepModel for Lm {
                 hidden: None,
             });
         };
-        if !b.alone.is_empty() || b.packed.iter().any(|(_, t)| t.is_empty()) {
+        if !b.alone.is_empty() {
             // A history that renders differently inside the shared sequence: each alone.
             return branches_alone(self, conversation, branches, grad, hidden);
         }
-        let refs: Vec<(usize, &[u32])> = b.packed.iter().map(|(p, t)| (*p, t.as_slice())).collect();
+        let refs = b.refs();
         let (h, starts) = packed_hidden(&self.model, &b.full.ids, &refs, grad)?;
-        let (mut rows, mut targets, mut ranges) = (Vec::new(), Vec::new(), Vec::new());
-        for (&(prefix, tokens), at) in refs.iter().zip(starts) {
-            let start = rows.len();
-            for (u, &t) in tokens.iter().enumerate() {
-                // The first token is predicted from the prefix's last position.
-                rows.push(if u == 0 { prefix - 1 } else { at + u - 1 } as u32);
-                targets.push(t);
-            }
-            ranges.push(start..rows.len());
-        }
+        let (mut rows, mut targets) = (Vec::new(), Vec::new());
+        let ranges = branch_token_rows(&refs, &starts, &mut rows, &mut targets);
         token_scores(self, &h, rows, targets, ranges, hidden)
     }
 
@@ -549,7 +547,7 @@ impl StepModel for Lm {
             return Err(TrainError::config("model", "an empty assistant turn"));
         }
         let ends: Vec<usize> = b.spans.iter().map(|s| s.end - 1).collect();
-        let refs: Vec<(usize, &[u32])> = b.packed.iter().map(|(p, t)| (*p, t.as_slice())).collect();
+        let refs = b.refs();
         let (turn_h, packed_h) = branch_hidden(&self.model, &b.full.ids, &ends, &refs, grad)?;
         let branch_h = if b.alone.is_empty() {
             packed_h

@@ -22,12 +22,12 @@ pub use loss::{
 use std::ops::Range;
 
 use candle_core::Var;
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use stepagent_lm::{OptimConfig, SamplingConfig, ScalarHead};
 use stepagent_policy::{react, Message};
 
+use crate::epochs::shuffle_groups;
 use crate::inspect::{hash_str, mix_seed};
 use crate::model::{StepModel, TokenScores};
 use crate::optim::Optimizer;
@@ -348,7 +348,7 @@ fn score_all<M: StepModel + ?Sized>(
         }
     }
     for chunk in alone.chunks(batch.max(1)) {
-        let rs: Vec<Rollout> = chunk.iter().map(|&i| rollouts[i].clone()).collect();
+        let rs: Vec<&Rollout> = chunk.iter().map(|&i| &rollouts[i]).collect();
         for (&i, s) in chunk.iter().zip(score(model, &rs, false, hidden)?) {
             out[i] = Some(s);
         }
@@ -369,7 +369,7 @@ struct Scored {
 /// Scores rollouts in one batched forward, split back per rollout.
 fn score<M: StepModel + ?Sized>(
     model: &M,
-    rollouts: &[Rollout],
+    rollouts: &[&Rollout],
     grad: bool,
     hidden: bool,
 ) -> Result<Vec<Scored>, TrainError> {
@@ -662,14 +662,12 @@ impl<'m, M: StepModel + ?Sized> Ppo<'m, M> {
         for epoch in 0..cfg.epochs {
             // The families shuffled, each one's rollouts together (with one-rollout families
             // this is the plain shuffle), so that a minibatch reads a shared history once.
-            let mut order = fams.clone();
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(mix_seed(&[
                 cfg.seed,
                 self.updates,
                 epoch as u64,
             ]));
-            order.shuffle(&mut rng);
-            let order = order.concat();
+            let order = shuffle_groups(&fams, &mut rng);
             let last_epoch = epoch + 1 == cfg.epochs;
             for mb in order.chunks(cfg.minibatch) {
                 let total: usize = mb.iter().map(|&i| tokens[i]).sum::<usize>().max(1);
