@@ -123,6 +123,25 @@ fn main() {
     let dev = lm.model.device().clone();
     let mut figures = Figures::default();
 
+    if want("matmul") {
+        // Plain products at the model's training shapes (512 rows): what gemm itself reaches
+        // here, the ceiling the training figures are read against.
+        let m = 512usize;
+        for (what, k, n) in [
+            ("q/o proj", 576usize, 576usize),
+            ("mlp up", 576, 1536),
+            ("mlp down", 1536, 576),
+            ("lm head", 576, 49152),
+        ] {
+            let a = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
+            let b = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap().t().unwrap();
+            let runs: Vec<f64> = (0..7).map(|_| time(|| a.matmul(&b).unwrap()).1).collect();
+            let gflops = 2.0 * (m * k * n) as f64 / median(runs) / 1e9;
+            figures.put(&format!("matmul_{m}x{k}x{n}_gflops"), gflops);
+            println!("matmul {what} {m}x{k} · {k}x{n}: {gflops:.0} GFLOP/s");
+        }
+    }
+
     if want("prefill") {
         let n = 512.min(text_ids.len());
         let ids = Tensor::new(&text_ids[..n], &dev).unwrap().unsqueeze(0).unwrap();
@@ -308,20 +327,24 @@ fn main() {
                 })
                 .collect();
             let mut times = Vec::new();
+            let mut phases: [Vec<f64>; 3] = Default::default();
             let mut cpus = Vec::new();
             reset_peak_rss();
             for _ in 0..3 {
                 let cpu0 = cpu_seconds();
-                let (_, s) = time(|| {
-                    let loss = sft_loss(&lm.model, &batch).unwrap();
-                    let grads = loss.backward().unwrap();
-                    opt.step(&grads).unwrap();
-                });
-                times.push(s);
+                let (loss, fwd) = time(|| sft_loss(&lm.model, &batch).unwrap());
+                let (grads, bwd) = time(|| loss.backward().unwrap());
+                let (_, adamw) = time(|| opt.step(&grads).unwrap());
+                times.push(fwd + bwd + adamw);
+                for (p, x) in phases.iter_mut().zip([fwd, bwd, adamw]) {
+                    p.push(x);
+                }
                 cpus.push(cpu_seconds() - cpu0);
             }
             // The first step warms the allocator and the thread pools.
             let s = median(times[1..].to_vec());
+            let [fwd, bwd, adamw] = phases.map(|p| median(p[1..].to_vec()));
+            println!("  forward {fwd:.2} s, backward {bwd:.2} s, AdamW {adamw:.2} s");
             let cpu = median(cpus[1..].to_vec()) / 2.0;
             let rss = peak_rss_gib();
             figures.put(&format!("train_{label}_{b}x{t}_s"), s);

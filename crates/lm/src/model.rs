@@ -63,12 +63,12 @@ impl Linear {
         let weight = value(&self.weight);
         let adapter =
             self.lora.as_ref().map(|l| (value(l.a.as_tensor()), value(l.b.as_tensor()), l.scale));
-        let fused = ops != Ops::Reference
-            && !weight.is_variable()
-            && x.device().is_cpu()
-            && x.dtype() == DType::F32;
+        let cpu_f32 = ops != Ops::Reference && x.device().is_cpu() && x.dtype() == DType::F32;
+        let fused = cpu_f32 && !weight.is_variable();
+        let fused_trained = cpu_f32 && ops == Ops::Train;
         let y = match &adapter {
             Some((a, b, scale)) if fused => kernels::lora_linear(x, &weight, a, b, *scale)?,
+            _ if weight.is_variable() && fused_trained => kernels::trained_linear(x, &weight)?,
             _ if weight.is_variable() => {
                 over_rows(x, weight.dim(0)?, |x2| x2.matmul(&weight.t()?))?
             }

@@ -10,7 +10,11 @@
 //! `dV = Pᵀ dO`, `dP = dO Vᵀ`, `dS = P ∘ (dP − rowsum(dO ∘ O))`, `dQ = c·dS K`, `dK = c·dSᵀ Q`
 //! with `c` the score scale.
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor, D};
+use super::gemm::{gemm_into, Mat, Threads};
+use super::{contiguous_f32, with_f32};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
+use rayon::prelude::*;
+use std::sync::OnceLock;
 
 /// Query heads sharing a key head are stacked along the time axis of one matmul, so keys are
 /// never copied per query head: `(b, heads, t, d)` ↔ `(b, kv_heads, rep · t, d)`.
@@ -26,14 +30,14 @@ pub(crate) struct Grouped {
 impl Grouped {
     /// The shapes of `q` and `k`, checked to fit (the error names both).
     pub fn of(q: &Tensor, k: &Tensor) -> Result<Self> {
+        Self::of_shapes(q.shape(), k.shape())
+    }
+
+    fn of_shapes(q: &Shape, k: &Shape) -> Result<Self> {
         let (b, heads, t, d) = q.dims4()?;
         let (kb, kv_heads, s, kd) = k.dims4()?;
         if kb != b || kd != d || kv_heads == 0 || heads % kv_heads != 0 {
-            candle_core::bail!(
-                "attention: queries {:?} and keys {:?} do not fit",
-                q.dims(),
-                k.dims()
-            );
+            candle_core::bail!("attention: queries {q:?} and keys {k:?} do not fit");
         }
         Ok(Grouped { b, heads, kv_heads, t, s, d })
     }
@@ -67,35 +71,297 @@ pub(crate) fn forward(
     g.per_head(&g.stacked(&p, g.s)?.matmul(v)?, g.d)
 }
 
-/// Attaches a precomputed output to the graph of `q`, `k`, `v` with the backward above.
-struct AttentionGrad {
-    out: Tensor,
-    mask: Tensor,
-    scale: f64,
+/// Query rows per block: each block multiplies its rows against only the keys some row of
+/// it can see (under a causal mask, the block's own position and before), so a causal
+/// forward does a little over half of the full `t × s` products. Small enough to skip most
+/// masked keys, large enough that gemm runs near its peak on the `rows × d` panels.
+const BLOCK: usize = 64;
+
+/// One block of query rows: batch row `b`, query head `h`, rows `i0..i0 + rows`.
+struct Block {
+    b: usize,
+    h: usize,
+    i0: usize,
+    rows: usize,
 }
 
-impl CustomOp3 for AttentionGrad {
+/// The inputs of one attention call as `f32` slices, with the mask read through its
+/// (possibly broadcast) strides.
+struct Inputs<'a> {
+    g: &'a Grouped,
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    mask: &'a [f32],
+    /// The mask's strides over `(b, heads, t)`; its last dimension is contiguous.
+    mask_strides: [usize; 3],
+    scale: f32,
+}
+
+impl Inputs<'_> {
+    fn q_rows(&self, blk: &Block) -> &[f32] {
+        let g = self.g;
+        &self.q[((blk.b * g.heads + blk.h) * g.t + blk.i0) * g.d..][..blk.rows * g.d]
+    }
+
+    /// The first `n` keys (or values) of the key head that query head `h` reads.
+    fn kv_rows<'s>(&self, x: &'s [f32], blk: &Block, n: usize) -> &'s [f32] {
+        let g = self.g;
+        let kv_head = blk.h / (g.heads / g.kv_heads);
+        &x[(blk.b * g.kv_heads + kv_head) * g.s * g.d..][..n * g.d]
+    }
+
+    fn mask_row(&self, blk: &Block, r: usize) -> &[f32] {
+        let [sb, sh, st] = self.mask_strides;
+        &self.mask[blk.b * sb + blk.h * sh + (blk.i0 + r) * st..][..self.g.s]
+    }
+
+    /// Keys `0..end` hold every key some row of the block sees (the rest are masked).
+    fn visible_end(&self, blk: &Block) -> usize {
+        (0..blk.rows)
+            .map(|r| {
+                let m = self.mask_row(blk, r);
+                m.iter().rposition(|x| *x != f32::NEG_INFINITY).map_or(0, |j| j + 1)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// `p (rows × end) = scale · q kᵀ + mask`, then row by row `exp(x − lse)`. Without
+    /// `lse` (the forward), each row's log-sum-exp is computed, stored and used; a row that
+    /// sees no key gets zeros and `lse = +∞`.
+    fn probs(&self, blk: &Block, end: usize, p: &mut [f32], mut lse: LseMode<'_>) {
+        let d = self.g.d;
+        let k = self.kv_rows(self.k, blk, end);
+        let q = self.q_rows(blk);
+        gemm_into(
+            p,
+            (blk.rows, end, d),
+            false,
+            Mat::rows(q, d),
+            Mat::transposed(k, d),
+            self.scale,
+            Threads::One,
+        );
+        for (r, row) in p.chunks_exact_mut(end).enumerate() {
+            for (x, m) in row.iter_mut().zip(self.mask_row(blk, r)) {
+                *x += m;
+            }
+            let l = match &lse {
+                LseMode::Use(l) => l[r],
+                LseMode::Store(_) => {
+                    let max = row.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x));
+                    if max == f32::NEG_INFINITY {
+                        f32::INFINITY
+                    } else {
+                        max + row.iter().map(|&x| (x - max).exp()).sum::<f32>().ln()
+                    }
+                }
+            };
+            for x in row.iter_mut() {
+                *x = (*x - l).exp();
+            }
+            if let LseMode::Store(out) = &mut lse {
+                out[r] = l;
+            }
+        }
+    }
+}
+
+/// Where a block's per-row log-sum-exp comes from.
+enum LseMode<'a> {
+    /// Computed and written to the block's rows.
+    Store(&'a mut [f32]),
+    /// Read (the backward pass, from the forward).
+    Use(&'a [f32]),
+}
+
+/// The blocks of a `(b, heads, t, ·)` tensor with `width` values per row, each with its own
+/// rows of `out`.
+fn blocks<'o>(g: &Grouped, out: &'o mut [f32], width: usize) -> Vec<(Block, &'o mut [f32])> {
+    let mut items = Vec::with_capacity(g.b * g.heads * g.t.div_ceil(BLOCK));
+    if g.t == 0 || width == 0 {
+        return items;
+    }
+    for (bh, head) in out.chunks_mut(g.t * width).enumerate() {
+        for (n, rows) in head.chunks_mut(BLOCK * width).enumerate() {
+            let blk =
+                Block { b: bh / g.heads, h: bh % g.heads, i0: n * BLOCK, rows: rows.len() / width };
+            items.push((blk, rows));
+        }
+    }
+    items
+}
+
+/// The forward on slices: the output `(b, heads, t, d)` and each row's log-sum-exp
+/// `(b, heads, t)`.
+fn forward_cpu(x: &Inputs) -> (Vec<f32>, Vec<f32>) {
+    let g = x.g;
+    let mut out = vec![0f32; g.b * g.heads * g.t * g.d];
+    let mut lse = vec![0f32; g.b * g.heads * g.t];
+    let out_blocks = blocks(g, &mut out, g.d);
+    let lse_blocks = blocks(g, &mut lse, 1);
+    out_blocks.into_par_iter().zip(lse_blocks).for_each_init(Vec::new, |p, ((blk, o), (_, l))| {
+        let end = x.visible_end(&blk);
+        p.resize(blk.rows * end, 0.0);
+        x.probs(&blk, end, p, LseMode::Store(l));
+        let v = x.kv_rows(x.v, &blk, end);
+        gemm_into(
+            o,
+            (blk.rows, g.d, end),
+            false,
+            Mat::rows(p, end),
+            Mat::rows(v, g.d),
+            1.0,
+            Threads::One,
+        );
+    });
+    (out, lse)
+}
+
+/// The backward on slices, from the output `o`, its gradient `go` and the forward's
+/// log-sum-exp: `(dq, dk, dv)` in the shapes of `q`, `k`, `v`.
+fn backward_cpu(x: &Inputs, o: &[f32], go: &[f32], lse: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let g = x.g;
+    let kv_len = g.b * g.kv_heads * g.s * g.d;
+    let mut dq = vec![0f32; g.b * g.heads * g.t * g.d];
+    let items = blocks(g, &mut dq, g.d);
+    // Keys and values are shared by the blocks of a head group: each thread sums its own
+    // copy of their gradients (a few hundred kB), added up at the end.
+    let zeros = || (vec![0f32; kv_len], vec![0f32; kv_len], Vec::new(), Vec::new());
+    let (dk, dv) = items
+        .into_par_iter()
+        .fold(zeros, |(mut dk, mut dv, mut p, mut dp), (blk, dq)| {
+            let (d, end) = (g.d, x.visible_end(&blk));
+            let first = ((blk.b * g.heads + blk.h) * g.t + blk.i0) * d;
+            let (o, go) = (&o[first..][..blk.rows * d], &go[first..][..blk.rows * d]);
+            let row0 = (blk.b * g.heads + blk.h) * g.t + blk.i0;
+            p.resize(blk.rows * end, 0.0);
+            dp.resize(blk.rows * end, 0.0);
+            x.probs(&blk, end, &mut p, LseMode::Use(&lse[row0..][..blk.rows]));
+            let kv_head = blk.h / (g.heads / g.kv_heads);
+            let at = (blk.b * g.kv_heads + kv_head) * g.s * d;
+            // dV += Pᵀ dO
+            gemm_into(
+                &mut dv[at..][..end * d],
+                (end, d, blk.rows),
+                true,
+                Mat::transposed(&p, end),
+                Mat::rows(go, d),
+                1.0,
+                Threads::One,
+            );
+            // dP = dO Vᵀ
+            let v = x.kv_rows(x.v, &blk, end);
+            gemm_into(
+                &mut dp,
+                (blk.rows, end, d),
+                false,
+                Mat::rows(go, d),
+                Mat::transposed(v, d),
+                1.0,
+                Threads::One,
+            );
+            // dS = P ∘ (dP − rowsum(dO ∘ O)), into `p`
+            for r in 0..blk.rows {
+                let delta: f32 =
+                    go[r * d..][..d].iter().zip(&o[r * d..][..d]).map(|(a, b)| a * b).sum();
+                for (pv, dpv) in p[r * end..][..end].iter_mut().zip(&dp[r * end..][..end]) {
+                    *pv *= dpv - delta;
+                }
+            }
+            // dQ = c · dS K, dK += c · dSᵀ Q
+            let k = x.kv_rows(x.k, &blk, end);
+            gemm_into(
+                dq,
+                (blk.rows, d, end),
+                false,
+                Mat::rows(&p, end),
+                Mat::rows(k, d),
+                x.scale,
+                Threads::One,
+            );
+            gemm_into(
+                &mut dk[at..][..end * d],
+                (end, d, blk.rows),
+                true,
+                Mat::transposed(&p, end),
+                Mat::rows(x.q_rows(&blk), d),
+                x.scale,
+                Threads::One,
+            );
+            (dk, dv, p, dp)
+        })
+        .map(|(dk, dv, _, _)| (dk, dv))
+        .reduce(
+            || (vec![0f32; kv_len], vec![0f32; kv_len]),
+            |(mut dk, mut dv), (dk2, dv2)| {
+                for (a, b) in dk.iter_mut().zip(dk2).chain(dv.iter_mut().zip(dv2)) {
+                    *a += b;
+                }
+                (dk, dv)
+            },
+        );
+    (dq, dk, dv)
+}
+/// The mask broadcast to `(b, heads, t, s)` as a slice and its strides over the first three
+/// dimensions (its rows made contiguous if they were not).
+fn with_mask<R>(
+    mask: &Tensor,
+    g: &Grouped,
+    f: impl FnOnce(&[f32], [usize; 3]) -> Result<R>,
+) -> Result<R> {
+    let shape = (g.b, g.heads, g.t, g.s);
+    let mut m = mask.broadcast_as(shape)?;
+    if m.stride()[3] != 1 && g.s > 1 {
+        m = mask.contiguous()?.broadcast_as(shape)?;
+    }
+    let (storage, layout) = m.storage_and_layout();
+    let Storage::Cpu(CpuStorage::F32(values)) = &*storage else {
+        candle_core::bail!("attention: the mask must be f32 on the CPU");
+    };
+    let st = layout.stride();
+    f(&values[layout.start_offset()..], [st[0], st[1], st[2]])
+}
+
+/// The blocked attention as a graph node: the forward keeps each row's log-sum-exp, the
+/// backward recomputes the probabilities block by block from it.
+struct Blocked {
+    mask: Tensor,
+    scale: f64,
+    lse: OnceLock<Vec<f32>>,
+}
+
+impl CustomOp3 for Blocked {
     fn name(&self) -> &'static str {
         "attention-trainable"
     }
 
     fn cpu_fwd(
         &self,
-        _q: &CpuStorage,
-        _q_l: &Layout,
-        _k: &CpuStorage,
-        _k_l: &Layout,
-        _v: &CpuStorage,
-        _v_l: &Layout,
+        q: &CpuStorage,
+        q_l: &Layout,
+        k: &CpuStorage,
+        k_l: &Layout,
+        v: &CpuStorage,
+        v_l: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        // The output was computed (with candle's fused kernels) before the op was applied; a
-        // copy of `(b, heads, t, d)` is all this costs.
-        let (storage, layout) = self.out.storage_and_layout();
-        let Storage::Cpu(cpu) = &*storage else {
-            candle_core::bail!("attention: the output is not on the CPU");
-        };
-        let values = super::contiguous_f32(cpu, layout, "attention")?;
-        Ok((CpuStorage::F32(values.to_vec()), self.out.shape().clone()))
+        let g = Grouped::of_shapes(q_l.shape(), k_l.shape())?;
+        if v_l.shape() != k_l.shape() {
+            candle_core::bail!("attention: keys {:?} but values {:?}", k_l.shape(), v_l.shape());
+        }
+        let (q, k, v) = (
+            contiguous_f32(q, q_l, "attention")?,
+            contiguous_f32(k, k_l, "attention")?,
+            contiguous_f32(v, v_l, "attention")?,
+        );
+        let (out, lse) = with_mask(&self.mask, &g, |mask, mask_strides| {
+            let x = Inputs { g: &g, q, k, v, mask, mask_strides, scale: self.scale as f32 };
+            Ok(forward_cpu(&x))
+        })?;
+        // A node's forward runs once; keep the first if it ever ran again.
+        let _ = self.lse.set(lse);
+        Ok((CpuStorage::F32(out), q_l.shape().clone()))
     }
 
     fn bwd(
@@ -106,26 +372,39 @@ impl CustomOp3 for AttentionGrad {
         out: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (k_trained, v_trained) = (k.track_op(), v.track_op());
-        let (q, k, v, out, grad) =
-            (q.detach(), k.detach(), v.detach(), out.detach(), grad.detach());
-        let g = Grouped::of(&q, &k)?;
-        let p = g.probs(&q, &k, &self.mask, self.scale)?;
-        let grad_s = g.stacked(&grad.contiguous()?, g.d)?;
-        let p_s = g.stacked(&p, g.s)?;
-        let dv = p_s.t()?.matmul(&grad_s)?;
-        let dp = g.per_head(&grad_s.matmul(&v.t()?)?, g.s)?;
-        let row = (&grad * &out)?.sum_keepdim(D::Minus1)?;
-        let ds = g.stacked(&(p * dp.broadcast_sub(&row)?)?, g.s)?;
-        let dq = g.per_head(&(ds.matmul(&k)? * self.scale)?, g.d)?;
-        let dk = (ds.t()?.matmul(&g.stacked(&q, g.d)?)? * self.scale)?;
-        Ok((Some(dq), k_trained.then_some(dk), v_trained.then_some(dv)))
+        let Some(lse) = self.lse.get() else {
+            candle_core::bail!("attention: backward before forward");
+        };
+        let g = Grouped::of(q, k)?;
+        let (dq, dk, dv) = with_f32(q, "attention", |q| {
+            with_f32(k, "attention", |k| {
+                with_f32(v, "attention", |v| {
+                    with_f32(out, "attention", |o| {
+                        with_f32(grad, "attention", |go| {
+                            with_mask(&self.mask, &g, |mask, mask_strides| {
+                                let scale = self.scale as f32;
+                                let x = Inputs { g: &g, q, k, v, mask, mask_strides, scale };
+                                Ok(backward_cpu(&x, o, go, lse))
+                            })
+                        })
+                    })
+                })
+            })
+        })?;
+        let dev = q.device();
+        let dq = Tensor::from_vec(dq, q.shape(), dev)?;
+        let dk = k.track_op().then(|| Tensor::from_vec(dk, k.shape(), dev)).transpose()?;
+        let dv = v.track_op().then(|| Tensor::from_vec(dv, v.shape(), dev)).transpose()?;
+        Ok((Some(dq), dk, dv))
     }
 }
 
 /// `softmax(scale · q kᵀ + mask) v` for `q` `(b, heads, t, d)`, `k` and `v`
 /// `(b, kv_heads, s, d)` and an additive `mask` broadcastable to `(b, heads, t, s)`.
-/// With `grad`, differentiable in `q`, `k` and `v` without keeping any `t × s` tensor.
+/// With `grad`, differentiable in `q`, `k` and `v` without keeping any `t × s` tensor. On
+/// the CPU in f32 it runs blocked (the keys a block's rows cannot see are skipped); a query
+/// row whose keys are all masked gets zeros (candle's softmax: NaN). Elsewhere it is
+/// composed from candle ops.
 pub fn attention(
     q: &Tensor,
     k: &Tensor,
@@ -134,17 +413,29 @@ pub fn attention(
     scale: f64,
     grad: bool,
 ) -> Result<Tensor> {
-    if !grad || !(q.track_op() || k.track_op() || v.track_op()) {
+    let cpu = [q, k, v, mask].iter().all(|x| x.device().is_cpu() && x.dtype() == DType::F32);
+    let graph = grad && (q.track_op() || k.track_op() || v.track_op());
+    if !graph {
         // As they are: a KV cache's keys are a strided view of its buffer, and copying them
         // at every decoding step would cost more than the attention itself.
         if let Some(out) = super::decode::attention(q, k, v, mask, scale)? {
             return Ok(out);
         }
-        return forward(q, k, v, mask, scale);
+    }
+    if !cpu {
+        return if graph {
+            super::reference::attention(q, k, v, mask, scale)
+        } else {
+            forward(q, k, v, mask, scale)
+        };
     }
     let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
-    let out = forward(&q.detach(), &k.detach(), &v.detach(), mask, scale)?;
-    q.apply_op3(&k, &v, AttentionGrad { out, mask: mask.clone(), scale })
+    let op = Blocked { mask: mask.clone(), scale, lse: OnceLock::new() };
+    if graph {
+        q.apply_op3(&k, &v, op)
+    } else {
+        q.detach().apply_op3_no_bwd(&k.detach(), &v.detach(), &op)
+    }
 }
 
 #[cfg(test)]
@@ -163,10 +454,16 @@ mod tests {
     #[test]
     fn matches_the_composed_reference_in_values_and_gradients() -> Result<()> {
         let dev = Device::Cpu;
-        // (b, heads, kv_heads, t, s, d): plain, grouped, odd sizes, keys before the queries.
-        for (b, h, kvh, t, s, d) in
-            [(1, 1, 1, 1, 1, 2), (2, 4, 2, 7, 7, 6), (1, 9, 3, 13, 13, 8), (2, 3, 1, 5, 11, 4)]
-        {
+        // (b, heads, kv_heads, t, s, d): plain, grouped, odd sizes, keys before the queries,
+        // and queries over several blocks (the last one partial) with and without a cache.
+        for (b, h, kvh, t, s, d) in [
+            (1, 1, 1, 1, 1, 2),
+            (2, 4, 2, 7, 7, 6),
+            (1, 9, 3, 13, 13, 8),
+            (2, 3, 1, 5, 11, 4),
+            (1, 4, 2, 2 * BLOCK + 5, 2 * BLOCK + 5, 8),
+            (2, 2, 1, BLOCK + 3, BLOCK + 40, 5),
+        ] {
             let q = Var::from_tensor(&Tensor::randn(0f32, 1., (b, h, t, d), &dev)?)?;
             let k = Var::from_tensor(&Tensor::randn(0f32, 1., (b, kvh, s, d), &dev)?)?;
             let v = Var::from_tensor(&Tensor::randn(0f32, 1., (b, kvh, s, d), &dev)?)?;
@@ -178,6 +475,11 @@ mod tests {
                 reference::attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), &mask, scale)?;
             let shape = (b, h, kvh, t, s, d);
             assert!(rel_diff(&ours, &theirs) < 1e-5, "values differ for {shape:?}");
+            let plain = attention(&q.detach(), &k.detach(), &v.detach(), &mask, scale, false)?;
+            assert!(
+                rel_diff(&plain, &theirs) < 1e-5,
+                "values without a graph differ for {shape:?}"
+            );
             let g1 = (&ours * &probe)?.sum_all()?.backward()?;
             let g2 = (&theirs * &probe)?.sum_all()?.backward()?;
             for (name, x) in [("q", &q), ("k", &k), ("v", &v)] {
@@ -194,7 +496,7 @@ mod tests {
         // only its own position. A hidden key must get no gradient from the rows it is hidden
         // from; compare with the reference under the same mask.
         let dev = Device::Cpu;
-        let (t, d) = (4, 4);
+        let (t, d) = (BLOCK + 6, 4);
         let mut m = vec![0f32; 2 * t * t];
         for i in 0..t {
             for j in 0..t {

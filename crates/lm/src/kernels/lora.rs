@@ -8,86 +8,12 @@
 //! (and, backward, `s · (g B) A` straight into `g W`); only the rank-sized `x Aᵀ` and `g B`
 //! are extra. The frozen weight gets no gradient.
 
+use super::gemm::{gemm_into, Mat, Threads};
 use super::linear::{matmul_t_cpu, over_rows};
 use super::{contiguous_f32, with_f32};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 const NAME: &str = "lora-linear";
-
-/// A row-major matrix, or the transpose of one, as gemm reads it.
-#[derive(Clone, Copy)]
-struct Mat<'a> {
-    v: &'a [f32],
-    /// Distance between consecutive rows and columns.
-    rs: isize,
-    cs: isize,
-}
-
-impl<'a> Mat<'a> {
-    /// A row-major matrix with `cols` columns.
-    fn rows(v: &'a [f32], cols: usize) -> Self {
-        Mat { v, rs: cols as isize, cs: 1 }
-    }
-
-    /// The transpose of a row-major matrix with `cols` columns.
-    fn transposed(v: &'a [f32], cols: usize) -> Self {
-        Mat { v, rs: 1, cs: cols as isize }
-    }
-
-    /// Panics unless every element of a `rows × cols` view lies inside the slice (the gemm
-    /// call below reads through raw pointers).
-    fn check(&self, rows: usize, cols: usize) {
-        if rows > 0 && cols > 0 {
-            let last = (rows - 1) as isize * self.rs + (cols - 1) as isize * self.cs;
-            assert!((last as usize) < self.v.len(), "{NAME}: a matrix view overruns its data");
-        }
-    }
-}
-
-/// `dst (m × n, row-major) = [dst +] beta · lhs (m × k) · rhs (k × n)`, on candle's threads.
-fn gemm_into(
-    dst: &mut [f32],
-    (m, n, k): (usize, usize, usize),
-    accumulate: bool,
-    lhs: Mat,
-    rhs: Mat,
-    beta: f32,
-) {
-    assert_eq!(dst.len(), m * n, "{NAME}: destination size");
-    lhs.check(m, k);
-    rhs.check(k, n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    let threads = candle_core::utils::get_num_threads();
-    let parallelism =
-        if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-    // SAFETY: the three views were checked to lie inside their slices, `dst` is exactly
-    // `m × n` with row stride `n`, and it does not alias the inputs (a `&mut`).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.v.as_ptr(),
-            lhs.cs,
-            lhs.rs,
-            rhs.v.as_ptr(),
-            rhs.cs,
-            rhs.rs,
-            1.0,
-            beta,
-            false,
-            false,
-            false,
-            parallelism,
-        )
-    }
-}
 
 struct LoraLinear {
     /// The frozen weight `(out, in)`.
@@ -126,8 +52,24 @@ impl CustomOp3 for LoraLinear {
         let a = contiguous_f32(a, a_l, NAME)?;
         let b = contiguous_f32(b, b_l, NAME)?;
         let mut low = vec![0f32; m * r];
-        gemm_into(&mut low, (m, r, k), false, Mat::rows(xs, k), Mat::transposed(a, k), 1.0);
-        gemm_into(&mut y, (m, n, r), true, Mat::rows(&low, r), Mat::transposed(b, r), self.scale);
+        gemm_into(
+            &mut low,
+            (m, r, k),
+            false,
+            Mat::rows(xs, k),
+            Mat::transposed(a, k),
+            1.0,
+            Threads::All,
+        );
+        gemm_into(
+            &mut y,
+            (m, n, r),
+            true,
+            Mat::rows(&low, r),
+            Mat::transposed(b, r),
+            self.scale,
+            Threads::All,
+        );
         Ok((CpuStorage::F32(y), shape))
     }
 
@@ -162,6 +104,7 @@ impl CustomOp3 for LoraLinear {
                                 Mat::rows(g, n),
                                 Mat::rows(w, k),
                                 1.0,
+                                Threads::All,
                             );
                             gemm_into(
                                 &mut gx,
@@ -170,6 +113,7 @@ impl CustomOp3 for LoraLinear {
                                 Mat::rows(u, r),
                                 Mat::rows(a, k),
                                 self.scale,
+                                Threads::All,
                             );
                             Ok(gx)
                         })

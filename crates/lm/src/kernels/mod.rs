@@ -23,6 +23,7 @@
 pub(crate) mod adamw;
 pub mod attention;
 pub mod decode;
+mod gemm;
 pub mod linear;
 pub mod logsoftmax;
 pub mod lora;
@@ -33,7 +34,7 @@ pub mod stream;
 pub mod swiglu;
 
 pub use attention::attention;
-pub use linear::frozen_linear;
+pub use linear::{frozen_linear, trained_linear};
 pub use logsoftmax::target_logprobs;
 pub use lora::lora_linear;
 pub use rmsnorm::rms_norm;
