@@ -2,15 +2,19 @@
 //!
 //! The composed differentiable version keeps the scores, the masked scores and the
 //! probabilities of every layer (`heads × t × s` each) until the backward pass; at the
-//! ~1,300 tokens of a packed DPO pass that is gigabytes. This kernel runs the forward with
-//! candle's fused (no-backward) softmax and keeps nothing; its backward recomputes the
-//! probabilities from `q` and `k` (one extra `q kᵀ`, a fraction of the layer's work) and uses
+//! ~1,300 tokens of a packed DPO pass that is gigabytes. This kernel works by blocks of
+//! query rows: a block multiplies its rows against only the keys some row of it can see (a
+//! causal mask hides about half of the `t × s` products), takes the softmax in place and
+//! multiplies by the values, keeping only each row's log-sum-exp. Its backward recomputes a
+//! block's probabilities from `q`, `k` and that log-sum-exp, and uses
 //! `rowsum(dP ∘ P) = rowsum(dO ∘ O)` so it needs no `t × s` reduction:
 //!
 //! `dV = Pᵀ dO`, `dP = dO Vᵀ`, `dS = P ∘ (dP − rowsum(dO ∘ O))`, `dQ = c·dS K`, `dK = c·dSᵀ Q`
-//! with `c` the score scale.
+//! with `c` the score scale. Every product is a gemm call on slices of the inputs (no
+//! copies); blocks run in parallel, each thread summing its own `dK` and `dV`.
 
 use super::gemm::{gemm_into, Mat, Threads};
+use super::simd;
 use super::{contiguous_f32, with_f32};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
@@ -131,6 +135,13 @@ impl Inputs<'_> {
     /// `lse` (the forward), each row's log-sum-exp is computed, stored and used; a row that
     /// sees no key gets zeros and `lse = +∞`.
     fn probs(&self, blk: &Block, end: usize, p: &mut [f32], mut lse: LseMode<'_>) {
+        if end == 0 {
+            // No row of the block sees a key.
+            if let LseMode::Store(out) = lse {
+                out.fill(f32::INFINITY);
+            }
+            return;
+        }
         let d = self.g.d;
         let k = self.kv_rows(self.k, blk, end);
         let q = self.q_rows(blk);
@@ -144,25 +155,22 @@ impl Inputs<'_> {
             Threads::One,
         );
         for (r, row) in p.chunks_exact_mut(end).enumerate() {
-            for (x, m) in row.iter_mut().zip(self.mask_row(blk, r)) {
-                *x += m;
-            }
-            let l = match &lse {
-                LseMode::Use(l) => l[r],
-                LseMode::Store(_) => {
-                    let max = row.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x));
-                    if max == f32::NEG_INFINITY {
-                        f32::INFINITY
-                    } else {
-                        max + row.iter().map(|&x| (x - max).exp()).sum::<f32>().ln()
-                    }
+            simd::add_assign(row, self.mask_row(blk, r));
+            match &mut lse {
+                LseMode::Use(l) => {
+                    simd::exp_sub_sum(row, l[r]);
                 }
-            };
-            for x in row.iter_mut() {
-                *x = (*x - l).exp();
-            }
-            if let LseMode::Store(out) = &mut lse {
-                out[r] = l;
+                LseMode::Store(out) => {
+                    let max = simd::max(row);
+                    if max == f32::NEG_INFINITY {
+                        row.fill(0.0);
+                        out[r] = f32::INFINITY;
+                        continue;
+                    }
+                    let sum = simd::exp_sub_sum(row, max);
+                    simd::scale(row, 1.0 / sum);
+                    out[r] = max + sum.ln();
+                }
             }
         }
     }
@@ -221,87 +229,85 @@ fn forward_cpu(x: &Inputs) -> (Vec<f32>, Vec<f32>) {
 
 /// The backward on slices, from the output `o`, its gradient `go` and the forward's
 /// log-sum-exp: `(dq, dk, dv)` in the shapes of `q`, `k`, `v`.
+///
+/// Each query head runs as one task over its blocks, summing into its own copy of its key
+/// head's `dK` and `dV`; the copies are then added in head order, so the result does not
+/// depend on which thread ran what (a resumed run reproduces an uninterrupted one exactly).
 fn backward_cpu(x: &Inputs, o: &[f32], go: &[f32], lse: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let g = x.g;
-    let kv_len = g.b * g.kv_heads * g.s * g.d;
+    let (d, kv_size) = (g.d, g.s * g.d);
     let mut dq = vec![0f32; g.b * g.heads * g.t * g.d];
-    let items = blocks(g, &mut dq, g.d);
-    // Keys and values are shared by the blocks of a head group: each thread sums its own
-    // copy of their gradients (a few hundred kB), added up at the end.
-    let zeros = || (vec![0f32; kv_len], vec![0f32; kv_len], Vec::new(), Vec::new());
-    let (dk, dv) = items
+    let per_head: Vec<(Vec<f32>, Vec<f32>)> = blocks(g, &mut dq, g.d)
+        .chunk_by_mut(|(a, _), (b, _)| (a.b, a.h) == (b.b, b.h))
+        .collect::<Vec<_>>()
         .into_par_iter()
-        .fold(zeros, |(mut dk, mut dv, mut p, mut dp), (blk, dq)| {
-            let (d, end) = (g.d, x.visible_end(&blk));
-            let first = ((blk.b * g.heads + blk.h) * g.t + blk.i0) * d;
-            let (o, go) = (&o[first..][..blk.rows * d], &go[first..][..blk.rows * d]);
-            let row0 = (blk.b * g.heads + blk.h) * g.t + blk.i0;
-            p.resize(blk.rows * end, 0.0);
-            dp.resize(blk.rows * end, 0.0);
-            x.probs(&blk, end, &mut p, LseMode::Use(&lse[row0..][..blk.rows]));
-            let kv_head = blk.h / (g.heads / g.kv_heads);
-            let at = (blk.b * g.kv_heads + kv_head) * g.s * d;
-            // dV += Pᵀ dO
-            gemm_into(
-                &mut dv[at..][..end * d],
-                (end, d, blk.rows),
-                true,
-                Mat::transposed(&p, end),
-                Mat::rows(go, d),
-                1.0,
-                Threads::One,
-            );
-            // dP = dO Vᵀ
-            let v = x.kv_rows(x.v, &blk, end);
-            gemm_into(
-                &mut dp,
-                (blk.rows, end, d),
-                false,
-                Mat::rows(go, d),
-                Mat::transposed(v, d),
-                1.0,
-                Threads::One,
-            );
-            // dS = P ∘ (dP − rowsum(dO ∘ O)), into `p`
-            for r in 0..blk.rows {
-                let delta: f32 =
-                    go[r * d..][..d].iter().zip(&o[r * d..][..d]).map(|(a, b)| a * b).sum();
-                for (pv, dpv) in p[r * end..][..end].iter_mut().zip(&dp[r * end..][..end]) {
-                    *pv *= dpv - delta;
+        .map(|head_blocks| {
+            let (mut dk, mut dv) = (vec![0f32; kv_size], vec![0f32; kv_size]);
+            let (mut p, mut dp) = (Vec::new(), Vec::new());
+            for (blk, dq) in head_blocks.iter_mut() {
+                let end = x.visible_end(blk);
+                let row0 = (blk.b * g.heads + blk.h) * g.t + blk.i0;
+                let (o, go) = (&o[row0 * d..][..blk.rows * d], &go[row0 * d..][..blk.rows * d]);
+                p.resize(blk.rows * end, 0.0);
+                dp.resize(blk.rows * end, 0.0);
+                x.probs(blk, end, &mut p, LseMode::Use(&lse[row0..][..blk.rows]));
+                // dV += Pᵀ dO
+                gemm_into(
+                    &mut dv[..end * d],
+                    (end, d, blk.rows),
+                    true,
+                    Mat::transposed(&p, end),
+                    Mat::rows(go, d),
+                    1.0,
+                    Threads::One,
+                );
+                // dP = dO Vᵀ
+                gemm_into(
+                    &mut dp,
+                    (blk.rows, end, d),
+                    false,
+                    Mat::rows(go, d),
+                    Mat::transposed(x.kv_rows(x.v, blk, end), d),
+                    1.0,
+                    Threads::One,
+                );
+                // dS = P ∘ (dP − rowsum(dO ∘ O)), into `p`
+                for r in 0..blk.rows {
+                    let delta = simd::dot(&go[r * d..][..d], &o[r * d..][..d]);
+                    simd::mul_sub(&mut p[r * end..][..end], &dp[r * end..][..end], delta);
                 }
+                // dQ = c · dS K, dK += c · dSᵀ Q
+                gemm_into(
+                    dq,
+                    (blk.rows, d, end),
+                    false,
+                    Mat::rows(&p, end),
+                    Mat::rows(x.kv_rows(x.k, blk, end), d),
+                    x.scale,
+                    Threads::One,
+                );
+                gemm_into(
+                    &mut dk[..end * d],
+                    (end, d, blk.rows),
+                    true,
+                    Mat::transposed(&p, end),
+                    Mat::rows(x.q_rows(blk), d),
+                    x.scale,
+                    Threads::One,
+                );
             }
-            // dQ = c · dS K, dK += c · dSᵀ Q
-            let k = x.kv_rows(x.k, &blk, end);
-            gemm_into(
-                dq,
-                (blk.rows, d, end),
-                false,
-                Mat::rows(&p, end),
-                Mat::rows(k, d),
-                x.scale,
-                Threads::One,
-            );
-            gemm_into(
-                &mut dk[at..][..end * d],
-                (end, d, blk.rows),
-                true,
-                Mat::transposed(&p, end),
-                Mat::rows(x.q_rows(&blk), d),
-                x.scale,
-                Threads::One,
-            );
-            (dk, dv, p, dp)
+            (dk, dv)
         })
-        .map(|(dk, dv, _, _)| (dk, dv))
-        .reduce(
-            || (vec![0f32; kv_len], vec![0f32; kv_len]),
-            |(mut dk, mut dv), (dk2, dv2)| {
-                for (a, b) in dk.iter_mut().zip(dk2).chain(dv.iter_mut().zip(dv2)) {
-                    *a += b;
-                }
-                (dk, dv)
-            },
-        );
+        .collect();
+    let kv_len = g.b * g.kv_heads * kv_size;
+    let (mut dk, mut dv) = (vec![0f32; kv_len], vec![0f32; kv_len]);
+    let rep = g.heads / g.kv_heads;
+    for (bh, (hk, hv)) in per_head.iter().enumerate() {
+        // Query head `bh % heads` of batch row `bh / heads` reads key head `… / rep`.
+        let at = (bh / g.heads * g.kv_heads + bh % g.heads / rep) * kv_size;
+        simd::add_assign(&mut dk[at..][..kv_size], hk);
+        simd::add_assign(&mut dv[at..][..kv_size], hv);
+    }
     (dq, dk, dv)
 }
 /// The mask broadcast to `(b, heads, t, s)` as a slice and its strides over the first three
@@ -486,6 +492,36 @@ mod tests {
                 let diff = rel_diff(g1.get(x.as_tensor()).unwrap(), g2.get(x.as_tensor()).unwrap());
                 assert!(diff < 1e-4, "d{name} differs by {diff} for {shape:?}");
             }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn rows_that_see_no_key_get_zeros_and_leave_the_gradients_finite() -> Result<()> {
+        // Rows 0..BLOCK + 2 see nothing (a whole block and part of the next); the rest are
+        // causal. The composed softmax gives NaN there; ours gives zeros and the other rows
+        // match the reference.
+        let dev = Device::Cpu;
+        let (t, d, hidden) = (BLOCK + 9, 4, BLOCK + 2);
+        let m: Vec<f32> = (0..t)
+            .flat_map(|i| {
+                (0..t).map(move |j| if i < hidden || j > i { f32::NEG_INFINITY } else { 0.0 })
+            })
+            .collect();
+        let mask = Tensor::from_vec(m, (t, t), &dev)?;
+        let q = Var::from_tensor(&Tensor::randn(0f32, 1., (1, 2, t, d), &dev)?)?;
+        let k = Var::from_tensor(&Tensor::randn(0f32, 1., (1, 1, t, d), &dev)?)?;
+        let v = Var::from_tensor(&Tensor::randn(0f32, 1., (1, 1, t, d), &dev)?)?;
+        let ours = attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), &mask, 0.5, true)?;
+        let hidden_rows = ours.narrow(2, 0, hidden)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert_eq!(hidden_rows, 0.0);
+        let theirs = reference::attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), &mask, 0.5)?;
+        let seen = |x: &Tensor| x.narrow(2, hidden, t - hidden);
+        assert!(rel_diff(&seen(&ours)?, &seen(&theirs)?) < 1e-5);
+        let grads = ours.sqr()?.sum_all()?.backward()?;
+        for x in [&q, &k, &v] {
+            let g = grads.get(x.as_tensor()).unwrap().flatten_all()?.to_vec1::<f32>()?;
+            assert!(g.iter().all(|x| x.is_finite()));
         }
         Ok(())
     }

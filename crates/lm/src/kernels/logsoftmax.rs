@@ -9,18 +9,18 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{contiguous_f32, with_f32};
+use super::{contiguous_f32, simd, with_f32};
 
 struct TargetLogprobs {
     targets: Vec<u32>,
 }
 
 fn logsumexp(row: &[f32]) -> f32 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = simd::max(row);
     if max == f32::NEG_INFINITY {
         return max;
     }
-    max + row.iter().map(|&l| (l - max).exp()).sum::<f32>().ln()
+    max + simd::sum_exp_sub(row, max).ln()
 }
 
 impl CustomOp1 for TargetLogprobs {
@@ -56,9 +56,7 @@ impl CustomOp1 for TargetLogprobs {
                         let t = self.targets[r] as usize;
                         let lse = row[t] - outs[r];
                         let g = gs[r];
-                        for (d, &l) in d.iter_mut().zip(row) {
-                            *d = -g * (l - lse).exp();
-                        }
+                        simd::scaled_exp_sub(d, row, lse, -g);
                         d[t] += g;
                     });
                     Ok(())

@@ -83,47 +83,50 @@ impl CustomOp3 for LoraLinear {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (m, k) = x.dims2()?;
         let (r, n) = (a.dim(0)?, b.dim(0)?);
-        let s = self.scale as f64;
-        // Rank-sized: `g B` (m × r) and `x Aᵀ` (m × r, recomputed rather than kept).
-        let gb_low = g.matmul(b)?;
-        let low = x.matmul(&a.t()?)?;
-        let grad_a = (gb_low.t()?.matmul(x)? * s)?;
-        let grad_b = (g.t()?.matmul(&low)? * s)?;
-        // The input's gradient only where the graph needs it (not for the first layer's
-        // attention projections, whose input comes from the frozen embedding).
-        let grad_x = if x.track_op() {
-            let gx = with_f32(g, NAME, |g| {
-                with_f32(&self.w, NAME, |w| {
-                    with_f32(&gb_low, NAME, |u| {
-                        with_f32(a, NAME, |a| {
-                            let mut gx = vec![0f32; m * k];
-                            gemm_into(
-                                &mut gx,
-                                (m, k, n),
-                                false,
-                                Mat::rows(g, n),
-                                Mat::rows(w, k),
-                                1.0,
-                                Threads::All,
-                            );
-                            gemm_into(
-                                &mut gx,
-                                (m, k, r),
-                                true,
-                                Mat::rows(u, r),
-                                Mat::rows(a, k),
-                                self.scale,
-                                Threads::All,
-                            );
-                            Ok(gx)
-                        })
+        let s = self.scale;
+        let dev = g.device();
+        let all = Threads::All;
+        let (gx, ga, gb) = with_f32(g, NAME, |g| {
+            with_f32(x, NAME, |xs| {
+                with_f32(a, NAME, |av| {
+                    with_f32(b, NAME, |bv| {
+                        // Rank-sized: `g B` (m × r) and `x Aᵀ` (m × r, recomputed rather than
+                        // kept); the adapters' gradients `s · (g B)ᵀ x` and `s · gᵀ (x Aᵀ)`.
+                        let mut gb_low = vec![0f32; m * r];
+                        let (gm, bm) = (Mat::rows(g, n), Mat::rows(bv, r));
+                        gemm_into(&mut gb_low, (m, r, n), false, gm, bm, 1.0, all);
+                        let mut low = vec![0f32; m * r];
+                        let (xm, at) = (Mat::rows(xs, k), Mat::transposed(av, k));
+                        gemm_into(&mut low, (m, r, k), false, xm, at, 1.0, all);
+                        let mut ga = vec![0f32; r * k];
+                        let ut = Mat::transposed(&gb_low, r);
+                        gemm_into(&mut ga, (r, k, m), false, ut, xm, s, all);
+                        let mut gb = vec![0f32; n * r];
+                        let (gt, lm) = (Mat::transposed(g, n), Mat::rows(&low, r));
+                        gemm_into(&mut gb, (n, r, m), false, gt, lm, s, all);
+                        // The input's gradient only where the graph needs it (not for the
+                        // first layer's attention projections, whose input comes from the
+                        // frozen embedding): `g W + s · (g B) A`.
+                        let gx = if x.track_op() {
+                            with_f32(&self.w, NAME, |w| {
+                                let mut gx = vec![0f32; m * k];
+                                let wm = Mat::rows(w, k);
+                                gemm_into(&mut gx, (m, k, n), false, gm, wm, 1.0, all);
+                                let (um, am) = (Mat::rows(&gb_low, r), Mat::rows(av, k));
+                                gemm_into(&mut gx, (m, k, r), true, um, am, s, all);
+                                Ok(Some(gx))
+                            })?
+                        } else {
+                            None
+                        };
+                        Ok((gx, ga, gb))
                     })
                 })
-            })?;
-            Some(Tensor::from_vec(gx, (m, k), g.device())?)
-        } else {
-            None
-        };
+            })
+        })?;
+        let grad_x = gx.map(|v| Tensor::from_vec(v, (m, k), dev)).transpose()?;
+        let grad_a = Tensor::from_vec(ga, (r, k), dev)?;
+        let grad_b = Tensor::from_vec(gb, (n, r), dev)?;
         Ok((grad_x, Some(grad_a), Some(grad_b)))
     }
 }

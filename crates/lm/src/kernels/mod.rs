@@ -7,11 +7,13 @@
 //! and has a test against the composed candle reference: values and gradients to 1e-4
 //! relative, on random shapes including odd sizes.
 //!
-//! - [`linear`]: `x Wᵀ` without a gradient for a frozen `W`; [`stream`]: the same for a few
-//!   rows of `x` (decoding), reading `W` once.
+//! - [`linear`]: `x Wᵀ` without a gradient for a frozen `W`, or with a trained `W`'s
+//!   gradient written in its own layout; [`stream`]: the same for a few rows of `x`
+//!   (decoding), reading `W` once.
 //! - [`rmsnorm`], [`rope`]: row-wise normalisation and rotary embeddings.
-//! - [`attention`]: softmax attention (causal or any additive mask, grouped-query), backward
-//!   by recomputation so no `t × s` tensor outlives the layer; [`decode`]: the same without
+//! - [`attention`]: softmax attention (causal or any additive mask, grouped-query) by blocks
+//!   of query rows that skip the keys they cannot see, backward by recomputation from each
+//!   row's log-sum-exp so no `t × s` tensor outlives a block; [`decode`]: the same without
 //!   gradients for a few query positions over a long KV cache, reading it once.
 //! - [`lora`]: a LoRA-adapted frozen linear layer, the update accumulated into the frozen
 //!   product in place.
@@ -19,6 +21,10 @@
 //! - [`logsoftmax`]: the log-prob of one target token per row of logits.
 //! - [`adamw`]: the optimizer's in-place update.
 //! - [`reference`]: each computation composed from candle ops, to test against.
+//!
+//! Shared pieces: `gemm` (products on borrowed slices, accumulating in place) and `simd`
+//! (elementwise loops compiled for AVX2 + FMA when the CPU has them, and a vectorising
+//! `exp`).
 
 pub(crate) mod adamw;
 pub mod attention;
@@ -30,6 +36,7 @@ pub mod lora;
 pub mod reference;
 pub mod rmsnorm;
 pub mod rope;
+mod simd;
 pub mod stream;
 pub mod swiglu;
 

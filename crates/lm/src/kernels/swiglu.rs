@@ -7,15 +7,37 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{contiguous_f32, with_f32};
+use super::{contiguous_f32, simd, with_f32};
 
-/// Values handed to one thread at least.
+/// Values per task (each thread takes whole tasks).
 const MIN_LEN: usize = 4096;
 
 struct SwiGlu;
 
+#[inline(always)]
 fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    1.0 / (1.0 + simd::exp(-x))
+}
+
+simd::vectorised! {
+    /// `out = silu(g) · u` over one chunk.
+    fn forward_chunk(out: &mut [f32], g: &[f32], u: &[f32]) {
+        for (y, (&g, &u)) in out.iter_mut().zip(g.iter().zip(u)) {
+            *y = g * sigmoid(g) * u;
+        }
+    }
+}
+
+simd::vectorised! {
+    /// The two input gradients over one chunk (see the module's formulas).
+    fn backward_chunk(dg: &mut [f32], du: &mut [f32], g: &[f32], u: &[f32], dy: &[f32]) {
+        let grads = dg.iter_mut().zip(du.iter_mut());
+        for ((dg, du), ((&g, &u), &dy)) in grads.zip(g.iter().zip(u).zip(dy)) {
+            let s = sigmoid(g);
+            *du = dy * g * s;
+            *dg = dy * u * s * (1.0 + g * (1.0 - s));
+        }
+    }
 }
 
 impl CustomOp2 for SwiGlu {
@@ -35,12 +57,10 @@ impl CustomOp2 for SwiGlu {
         if g_l.dims() != u_l.dims() {
             candle_core::bail!("swiglu: gate {:?} and up {:?} differ", g_l.dims(), u_l.dims());
         }
-        let out: Vec<f32> = g
-            .par_iter()
-            .zip(u.par_iter())
-            .with_min_len(MIN_LEN)
-            .map(|(&g, &u)| g * sigmoid(g) * u)
-            .collect();
+        let mut out = vec![0f32; g.len()];
+        out.par_chunks_mut(MIN_LEN)
+            .zip(g.par_chunks(MIN_LEN).zip(u.par_chunks(MIN_LEN)))
+            .for_each(|(out, (g, u))| forward_chunk(out, g, u));
         Ok((CpuStorage::F32(out), g_l.shape().clone()))
     }
 
@@ -56,15 +76,11 @@ impl CustomOp2 for SwiGlu {
         with_f32(g, "swiglu backward", |gs| {
             with_f32(u, "swiglu backward", |us| {
                 with_f32(dy, "swiglu backward", |dys| {
-                    dg.par_iter_mut()
-                        .zip(du.par_iter_mut())
-                        .zip(gs.par_iter().zip(us.par_iter()).zip(dys.par_iter()))
-                        .with_min_len(MIN_LEN)
-                        .for_each(|((dg, du), ((&g, &u), &dy))| {
-                            let s = sigmoid(g);
-                            *du = dy * g * s;
-                            *dg = dy * u * s * (1.0 + g * (1.0 - s));
-                        });
+                    let grads = dg.par_chunks_mut(MIN_LEN).zip(du.par_chunks_mut(MIN_LEN));
+                    let inputs = gs.par_chunks(MIN_LEN).zip(us.par_chunks(MIN_LEN));
+                    grads.zip(inputs.zip(dys.par_chunks(MIN_LEN))).for_each(
+                        |((dg, du), ((gs, us), dys))| backward_chunk(dg, du, gs, us, dys),
+                    );
                     Ok(())
                 })
             })
