@@ -32,7 +32,7 @@ impl QuickstartArgs {
     pub fn run(self) -> anyhow::Result<()> {
         eprintln!(
             "stepagent quickstart: SFT and one StepAgent-Implicit cycle on the household world \
-             with the default model (about half an hour on two cores; rerun the same command \
+             with the default model (about 20 minutes on two cores; rerun the same command \
              to continue after an interruption)"
         );
         let summary = run_training(&config()?, "the quickstart config", &self.runs, self.force)?;

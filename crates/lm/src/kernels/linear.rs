@@ -147,6 +147,7 @@ pub fn trained_linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::rel_diff;
     use candle_core::{Device, Var};
 
     #[test]
@@ -179,15 +180,12 @@ mod tests {
             let x = Var::from_tensor(&Tensor::randn(0f32, 1., xs.as_slice(), &dev)?)?;
             let y = trained_linear(x.as_tensor(), w.as_tensor())?;
             let reference = x.as_tensor().broadcast_matmul(&w.as_tensor().t()?)?;
-            assert!(super::super::rel_diff(&y, &reference) < 1e-5, "values for {lead:?} {k} {n}");
+            assert!(rel_diff(&y, &reference) < 1e-5, "values for {lead:?} {k} {n}");
             let probe = Tensor::randn(0f32, 1., y.shape(), &dev)?;
             let g1 = (&y * &probe)?.sum_all()?.backward()?;
             let g2 = (&reference * &probe)?.sum_all()?.backward()?;
             for (v, name) in [(&x, "x"), (&w, "w")] {
-                let d = super::super::rel_diff(
-                    g1.get(v.as_tensor()).unwrap(),
-                    g2.get(v.as_tensor()).unwrap(),
-                );
+                let d = rel_diff(g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
                 assert!(d < 1e-4, "gradient of {name} differs by {d} for {lead:?} {k} {n}");
             }
         }

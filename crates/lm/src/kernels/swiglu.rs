@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use super::{contiguous_f32, simd, with_f32};
 
 /// Values per task (each thread takes whole tasks).
-const MIN_LEN: usize = 4096;
+const CHUNK: usize = 4096;
 
 struct SwiGlu;
 
@@ -58,8 +58,8 @@ impl CustomOp2 for SwiGlu {
             candle_core::bail!("swiglu: gate {:?} and up {:?} differ", g_l.dims(), u_l.dims());
         }
         let mut out = vec![0f32; g.len()];
-        out.par_chunks_mut(MIN_LEN)
-            .zip(g.par_chunks(MIN_LEN).zip(u.par_chunks(MIN_LEN)))
+        out.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
             .for_each(|(out, (g, u))| forward_chunk(out, g, u));
         Ok((CpuStorage::F32(out), g_l.shape().clone()))
     }
@@ -76,9 +76,9 @@ impl CustomOp2 for SwiGlu {
         with_f32(g, "swiglu backward", |gs| {
             with_f32(u, "swiglu backward", |us| {
                 with_f32(dy, "swiglu backward", |dys| {
-                    let grads = dg.par_chunks_mut(MIN_LEN).zip(du.par_chunks_mut(MIN_LEN));
-                    let inputs = gs.par_chunks(MIN_LEN).zip(us.par_chunks(MIN_LEN));
-                    grads.zip(inputs.zip(dys.par_chunks(MIN_LEN))).for_each(
+                    let grads = dg.par_chunks_mut(CHUNK).zip(du.par_chunks_mut(CHUNK));
+                    let inputs = gs.par_chunks(CHUNK).zip(us.par_chunks(CHUNK));
+                    grads.zip(inputs.zip(dys.par_chunks(CHUNK))).for_each(
                         |((dg, du), ((gs, us), dys))| backward_chunk(dg, du, gs, us, dys),
                     );
                     Ok(())
