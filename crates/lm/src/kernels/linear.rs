@@ -46,13 +46,7 @@ impl CustomOp2 for TrainedLinear {
         w: &CpuStorage,
         w_l: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (m, k) = x_l.shape().dims2()?;
-        let (n, k2) = w_l.shape().dims2()?;
-        if k != k2 {
-            candle_core::bail!("trained-linear: input width {k} but weight {:?}", w_l.shape());
-        }
-        let out = x.matmul(w, (1, m, n, k), x_l, &w_l.transpose(0, 1)?)?;
-        Ok((out, Shape::from((m, n))))
+        matmul_t_storage(x, x_l, w, w_l, "trained-linear")
     }
 
     fn bwd(
@@ -87,22 +81,34 @@ impl CustomOp2 for TrainedLinear {
     }
 }
 
-/// `x @ wᵀ` for a 2-D `x` on the CPU: streamed for a few rows, gemm otherwise.
+/// `x @ wᵀ` for a 2-D `x` on the CPU and a weight tensor: streamed for a few rows, gemm
+/// otherwise.
 pub(super) fn matmul_t_cpu(
     x: &CpuStorage,
     x_l: &Layout,
     w: &Tensor,
     what: &str,
 ) -> Result<(CpuStorage, Shape)> {
-    let (m, k) = x_l.shape().dims2()?;
-    let (n, k2) = w.dims2()?;
-    if k != k2 {
-        candle_core::bail!("{what}: input width {k} but weight {:?}", w.shape());
-    }
     let (w_storage, w_l) = w.storage_and_layout();
     let Storage::Cpu(w) = &*w_storage else {
         candle_core::bail!("{what}: weight is not on the CPU");
     };
+    matmul_t_storage(x, x_l, w, w_l, what)
+}
+
+/// [`matmul_t_cpu`] on the weight's storage and layout.
+fn matmul_t_storage(
+    x: &CpuStorage,
+    x_l: &Layout,
+    w: &CpuStorage,
+    w_l: &Layout,
+    what: &str,
+) -> Result<(CpuStorage, Shape)> {
+    let (m, k) = x_l.shape().dims2()?;
+    let (n, k2) = w_l.shape().dims2()?;
+    if k != k2 {
+        candle_core::bail!("{what}: input width {k} but weight {:?}", w_l.shape());
+    }
     if stream::ROWS.contains(&m) {
         if let (CpuStorage::F32(xs), CpuStorage::F32(ws)) = (x, w) {
             if let (Some((x0, x1)), Some((w0, w1))) =
