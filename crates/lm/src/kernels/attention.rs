@@ -81,12 +81,14 @@ pub(crate) fn forward(
 /// masked keys, large enough that gemm runs near its peak on the `rows × d` panels.
 const BLOCK: usize = 64;
 
-/// One block of query rows: batch row `b`, query head `h`, rows `i0..i0 + rows`.
+/// One block of query rows: batch row `b`, query head `h`, rows `i0..i0 + rows`, and keys
+/// `0..end` holding every key some row of the block sees (the rest are masked).
 struct Block {
     b: usize,
     h: usize,
     i0: usize,
     rows: usize,
+    end: usize,
 }
 
 /// The inputs of one attention call as `f32` slices, with the mask read through its
@@ -116,15 +118,19 @@ impl Inputs<'_> {
     }
 
     fn mask_row(&self, blk: &Block, r: usize) -> &[f32] {
-        let [sb, sh, st] = self.mask_strides;
-        &self.mask[blk.b * sb + blk.h * sh + (blk.i0 + r) * st..][..self.g.s]
+        self.mask_row_at(blk.b, blk.h, blk.i0 + r)
     }
 
-    /// Keys `0..end` hold every key some row of the block sees (the rest are masked).
-    fn visible_end(&self, blk: &Block) -> usize {
-        (0..blk.rows)
-            .map(|r| {
-                let m = self.mask_row(blk, r);
+    fn mask_row_at(&self, b: usize, h: usize, i: usize) -> &[f32] {
+        let [sb, sh, st] = self.mask_strides;
+        &self.mask[b * sb + h * sh + i * st..][..self.g.s]
+    }
+
+    /// One past the last key that some row `i0..i0 + rows` of head `h` sees.
+    fn visible_end(&self, b: usize, h: usize, i0: usize, rows: usize) -> usize {
+        (i0..i0 + rows)
+            .map(|i| {
+                let m = self.mask_row_at(b, h, i);
                 m.iter().rposition(|x| *x != f32::NEG_INFINITY).map_or(0, |j| j + 1)
             })
             .max()
@@ -185,17 +191,27 @@ enum LseMode<'a> {
 }
 
 /// The blocks of a `(b, heads, t, ·)` tensor with `width` values per row, each with its own
-/// rows of `out`.
-fn blocks<'o>(g: &Grouped, out: &'o mut [f32], width: usize) -> Vec<(Block, &'o mut [f32])> {
-    let mut items = Vec::with_capacity(g.b * g.heads * g.t.div_ceil(BLOCK));
+/// rows of `out`. A mask shared by the heads (the usual `(b, 1, t, s)` or `(t, s)`) is read
+/// once per batch row for the blocks' visible keys, not once per head.
+fn blocks<'o>(x: &Inputs, out: &'o mut [f32], width: usize) -> Vec<(Block, &'o mut [f32])> {
+    let g = x.g;
+    let mut items: Vec<(Block, &mut [f32])> =
+        Vec::with_capacity(g.b * g.heads * g.t.div_ceil(BLOCK));
     if g.t == 0 || width == 0 {
         return items;
     }
+    let per_head = g.t.div_ceil(BLOCK);
+    let shared = x.mask_strides[1] == 0;
     for (bh, head) in out.chunks_mut(g.t * width).enumerate() {
+        let (b, h) = (bh / g.heads, bh % g.heads);
         for (n, rows) in head.chunks_mut(BLOCK * width).enumerate() {
-            let blk =
-                Block { b: bh / g.heads, h: bh % g.heads, i0: n * BLOCK, rows: rows.len() / width };
-            items.push((blk, rows));
+            let (i0, rows_n) = (n * BLOCK, rows.len() / width);
+            let end = if shared && h > 0 {
+                items[items.len() - per_head].0.end
+            } else {
+                x.visible_end(b, h, i0, rows_n)
+            };
+            items.push((Block { b, h, i0, rows: rows_n, end }, rows));
         }
     }
     items
@@ -207,10 +223,12 @@ fn forward_cpu(x: &Inputs) -> (Vec<f32>, Vec<f32>) {
     let g = x.g;
     let mut out = vec![0f32; g.b * g.heads * g.t * g.d];
     let mut lse = vec![0f32; g.b * g.heads * g.t];
-    let out_blocks = blocks(g, &mut out, g.d);
-    let lse_blocks = blocks(g, &mut lse, 1);
-    out_blocks.into_par_iter().zip(lse_blocks).for_each_init(Vec::new, |p, ((blk, o), (_, l))| {
-        let end = x.visible_end(&blk);
+    let out_blocks = blocks(x, &mut out, g.d);
+    // The same blocks' rows of `lse`, in the same order.
+    let lse_blocks: Vec<&mut [f32]> =
+        lse.chunks_mut(g.t.max(1)).flat_map(|head| head.chunks_mut(BLOCK)).collect();
+    out_blocks.into_par_iter().zip(lse_blocks).for_each_init(Vec::new, |p, ((blk, o), l)| {
+        let end = blk.end;
         p.resize(blk.rows * end, 0.0);
         x.probs(&blk, end, p, LseMode::Store(l));
         let v = x.kv_rows(x.v, &blk, end);
@@ -237,7 +255,7 @@ fn backward_cpu(x: &Inputs, o: &[f32], go: &[f32], lse: &[f32]) -> (Vec<f32>, Ve
     let g = x.g;
     let (d, kv_size) = (g.d, g.s * g.d);
     let mut dq = vec![0f32; g.b * g.heads * g.t * g.d];
-    let per_head: Vec<(Vec<f32>, Vec<f32>)> = blocks(g, &mut dq, g.d)
+    let per_head: Vec<(Vec<f32>, Vec<f32>)> = blocks(x, &mut dq, g.d)
         .chunk_by_mut(|(a, _), (b, _)| (a.b, a.h) == (b.b, b.h))
         .collect::<Vec<_>>()
         .into_par_iter()
@@ -245,7 +263,7 @@ fn backward_cpu(x: &Inputs, o: &[f32], go: &[f32], lse: &[f32]) -> (Vec<f32>, Ve
             let (mut dk, mut dv) = (vec![0f32; kv_size], vec![0f32; kv_size]);
             let (mut p, mut dp) = (Vec::new(), Vec::new());
             for (blk, dq) in head_blocks.iter_mut() {
-                let end = x.visible_end(blk);
+                let end = blk.end;
                 let row0 = (blk.b * g.heads + blk.h) * g.t + blk.i0;
                 let (o, go) = (&o[row0 * d..][..blk.rows * d], &go[row0 * d..][..blk.rows * d]);
                 p.resize(blk.rows * end, 0.0);
@@ -440,7 +458,7 @@ pub fn attention(
     if graph {
         q.apply_op3(&k, &v, op)
     } else {
-        q.detach().apply_op3_no_bwd(&k.detach(), &v.detach(), &op)
+        q.apply_op3_no_bwd(&k, &v, &op)
     }
 }
 
